@@ -13,6 +13,7 @@ them) and ``formats.py`` (files of our own, GPT-2, tiktoken and Hugging Face).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -61,6 +62,7 @@ class Tokenizer(RegexBPE):
         for text, token_id in self.special_tokens.items():
             self._decoder[token_id] = text.encode("utf-8")
         self._special_patterns: dict[frozenset[str], regex.Pattern] = {}
+        self._tiktoken = None  # the exported tiktoken.Encoding, built on first bulk use
         self.training: TrainingReport | None = None
 
     def _check_special_tokens(self) -> None:
@@ -128,25 +130,35 @@ class Tokenizer(RegexBPE):
         """Encode text. Special-token strings become their ids only if in ``allowed_special`` ("all" for all);
         a special-token string that is neither allowed nor explicitly excluded from ``disallowed_special`` raises
         :class:`DisallowedSpecialError`; strings excluded from both are encoded as ordinary text (as tiktoken)."""
-        specials = self.special_tokens
-        allowed = frozenset(specials).intersection(specials if allowed_special == "all" else allowed_special)
-        disallowed = frozenset(specials.keys() - allowed if disallowed_special == "all" else disallowed_special)
-        if disallowed and (match := self._special_pattern(disallowed).search(text)):
-            raise DisallowedSpecialError(
-                f"the text contains the special token {match.group()!r} at character {match.start()}; pass "
-                f"allowed_special={{{match.group()!r}}} to encode it as a special token, or "
-                "disallowed_special=() to encode it as ordinary text"
-            )
+        allowed, disallowed = self._resolve_specials(allowed_special, disallowed_special)
+        self._refuse_disallowed(text, disallowed)
         if not allowed:
             return self.encode_ordinary(text)
         ids: list[int] = []
         start = 0
         for match in self._special_pattern(allowed).finditer(text):
             ids.extend(self.encode_ordinary(text[start : match.start()]))
-            ids.append(specials[match.group()])
+            ids.append(self.special_tokens[match.group()])
             start = match.end()
         ids.extend(self.encode_ordinary(text[start:]))
         return ids
+
+    def _resolve_specials(
+        self, allowed_special: SpecialSet, disallowed_special: SpecialSet
+    ) -> tuple[frozenset[str], frozenset[str]]:
+        """tiktoken's rules: "all" means every special token; disallowed defaults to every one not allowed."""
+        specials = self.special_tokens
+        allowed = frozenset(specials).intersection(specials if allowed_special == "all" else allowed_special)
+        disallowed = frozenset(specials.keys() - allowed if disallowed_special == "all" else disallowed_special)
+        return allowed, disallowed
+
+    def _refuse_disallowed(self, text: str, disallowed: frozenset[str]) -> None:
+        if disallowed and (match := self._special_pattern(disallowed).search(text)):
+            raise DisallowedSpecialError(
+                f"the text contains the special token {match.group()!r} at character {match.start()}; pass "
+                f"allowed_special={{{match.group()!r}}} to encode it as a special token, or "
+                "disallowed_special=() to encode it as ordinary text"
+            )
 
     def _special_pattern(self, tokens: frozenset[str]) -> regex.Pattern:
         """A regex matching any of ``tokens``, longest first so a token never loses to its own prefix."""
@@ -162,10 +174,20 @@ class Tokenizer(RegexBPE):
         workers: int | None = None,
         allowed_special: SpecialSet = frozenset(),
         disallowed_special: SpecialSet = "all",
+        backend: Literal["auto", "python", "tiktoken"] = "auto",
     ) -> list[list[int]]:
-        """Encode many texts across ``workers`` processes (None: all CPUs); same ids as ``encode`` one by one."""
+        """Encode many texts with the same ids as ``encode`` one by one, in bulk.
+
+        ``backend="python"`` spreads our own encoder over ``workers`` processes (None: all CPUs).
+        ``backend="tiktoken"`` hands the work to the exported tiktoken encoding (Rust, ``workers`` threads): the
+        ids are identical (tested), only faster. ``"auto"`` takes tiktoken when it is installed.
+        """
         texts = list(texts)
         workers = workers or default_workers()
+        if backend == "auto":
+            backend = "tiktoken" if importlib.util.find_spec("tiktoken") else "python"
+        if backend == "tiktoken":
+            return self._encode_batch_tiktoken(texts, workers, allowed_special, disallowed_special)
         per_batch = max(1, len(texts) // (4 * workers))
         batches = [
             (texts[i : i + per_batch], allowed_special, disallowed_special) for i in range(0, len(texts), per_batch)
@@ -173,6 +195,22 @@ class Tokenizer(RegexBPE):
         out: list[list[int]] = []
         for encoded in ordered_map(_encode_batch, batches, workers, _init_encoder, (self,)):
             out.extend(encoded)
+        return out
+
+    def _encode_batch_tiktoken(
+        self, texts: list[str], threads: int, allowed_special: SpecialSet, disallowed_special: SpecialSet
+    ) -> list[list[int]]:
+        allowed, disallowed = self._resolve_specials(allowed_special, disallowed_special)
+        for text in texts:
+            self._refuse_disallowed(text, disallowed)  # our exception type and message, before any work
+        if self._tiktoken is None:
+            self._tiktoken = self.to_tiktoken()
+        out = self._tiktoken.encode_batch(texts, num_threads=threads, allowed_special=allowed, disallowed_special=())
+        for i, text in enumerate(texts):
+            # tiktoken turns lone surrogates into U+FFFD; ours keeps surrogate-escaped bytes. Such texts (rare) take
+            # our path so that the ids stay identical.
+            if not text.isascii() and _has_surrogate(text):
+                out[i] = self.encode(text, allowed_special=allowed, disallowed_special=())
         return out
 
     # ---------------------------------------------------------------- identity
@@ -216,7 +254,11 @@ class Tokenizer(RegexBPE):
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:
         """Load our ``tokenizer.json`` (the file or the directory holding it)."""
-        d = formats.load_json(path)
+        return cls.load_dict(formats.load_json(path))
+
+    @classmethod
+    def load_dict(cls, d: dict) -> Tokenizer:
+        """The inverse of ``to_dict`` (for a definition already in memory)."""
         return cls(d["merges"], d["pattern"], d["special_tokens"], d["byte_ids"])
 
     @classmethod
@@ -244,6 +286,14 @@ class Tokenizer(RegexBPE):
     def save_hf(self, path: str | Path) -> Path:
         """Write a Hugging Face ``tokenizer.json`` that ``tokenizers`` loads and that encodes identically."""
         return formats.save_hf(self, path)
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 _worker_tokenizer: Tokenizer | None = None

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scratchllm.tokenizer import DecodeError, EncodeError
+from scratchllm.tokenizer import DecodeError, DisallowedSpecialError, EncodeError
 from scratchllm.tokenizer.bpe import merge_heap, merge_scan
 
 from .varied_text import VARIED
@@ -58,5 +58,15 @@ def test_decode_unknown_id(trained):
 def test_encode_batch_equals_encode(trained, sample_texts):
     texts = VARIED + sample_texts[:10]
     expected = [trained.encode(t, disallowed_special=()) for t in texts]
-    assert trained.encode_batch(texts, workers=2, disallowed_special=()) == expected
-    assert trained.encode_batch(texts, workers=1, disallowed_special=()) == expected
+    assert trained.encode_batch(texts, workers=2, disallowed_special=(), backend="python") == expected
+    assert trained.encode_batch(texts, workers=1, disallowed_special=(), backend="python") == expected
+
+
+def test_bulk_tiktoken_backend_gives_identical_ids(trained, sample_texts):
+    pytest.importorskip("tiktoken")
+    texts = VARIED + sample_texts[:40] + ["raw bytes \udcff\udc80 survive", "é\udce9"]
+    for allowed in [(), "all"]:
+        expected = [trained.encode(t, allowed_special=allowed, disallowed_special=()) for t in texts]
+        assert trained.encode_batch(texts, 2, allowed, disallowed_special=(), backend="tiktoken") == expected
+    with pytest.raises(DisallowedSpecialError):
+        trained.encode_batch(["x <|user|> y"], backend="tiktoken")
