@@ -86,14 +86,25 @@ def merge_piece(piece: bytes, ranks: dict[bytes, int]) -> list[bytes]:
 def recover_merge(token: bytes, ranks: dict[bytes, int]) -> tuple[bytes, bytes]:
     """The pair of tokens whose merge created ``token``, from ranks alone (for tiktoken files, which store no merges).
 
-    BPE on the token's own bytes, allowed only merges that are older than the token, stops exactly one merge short
-    of it: the two remaining parts are the pair that was merged.
+    For a vocabulary learned by BPE, BPE on the token's own bytes, allowed only tokens older than it, stops exactly
+    one merge short: the two remaining parts are the pair that was merged. Some published vocabularies (Llama 3's
+    additions to cl100k) hold tokens that BPE cannot reach; for those any split into two older tokens defines the
+    same token bytes, and we take the one whose larger rank is smallest. Encoding does not depend on the choice:
+    it works on ranks.
     """
     limit = ranks[token]
     parts = merge_piece(token, _OlderThan(ranks, limit))
-    if len(parts) != 2:
-        raise ValueError(f"token {token!r} (rank {limit}) is not the merge of two older tokens")
-    return parts[0], parts[1]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    splits = [
+        (max(ranks[token[:i]], ranks[token[i:]]), i)
+        for i in range(1, len(token))
+        if ranks.get(token[:i], limit) < limit and ranks.get(token[i:], limit) < limit
+    ]
+    if not splits:
+        raise ValueError(f"token {token!r} (rank {limit}) is not the concatenation of two older tokens")
+    _, i = min(splits)
+    return token[:i], token[i:]
 
 
 class _OlderThan:

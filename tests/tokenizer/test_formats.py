@@ -136,3 +136,19 @@ def test_every_preset_exports_identically(preset, sample_texts, tmp_path):
         ours = tok.encode(text, allowed_special="all")
         assert enc.encode(text, allowed_special="all") == ours
         assert hf.encode(text, add_special_tokens=False).ids == ours
+
+
+def test_tiktoken_file_with_a_token_bpe_cannot_reach(tmp_path):
+    """The token "abcd" (rank 259) is not reachable by BPE from "bc" < "ab" < "cd" (BPE gets stuck at a|bc|d),
+    as in some published vocabularies; the loader still recovers a valid merge and encodes exactly as tiktoken does."""
+    import base64
+
+    tiktoken = pytest.importorskip("tiktoken")
+    ranks = {bytes([b]): b for b in range(256)} | {b"bc": 256, b"ab": 257, b"cd": 258, b"abcd": 259}
+    lines = [f"{base64.b64encode(t).decode()} {r}" for t, r in ranks.items()]
+    (tmp_path / "odd.tiktoken").write_text("\n".join(lines) + "\n")
+    tok = Tokenizer.from_tiktoken(tmp_path / "odd.tiktoken", "gpt2")
+    assert tok.merges[-1] == (257, 258)  # ab + cd
+    oracle = tiktoken.Encoding("odd", pat_str=tok.pattern, mergeable_ranks=ranks, special_tokens={})
+    for text in ["abcd", "xabcd", "abc abcd bcd", "aabbccdd abcdabcd"]:
+        assert tok.encode(text) == oracle.encode(text)

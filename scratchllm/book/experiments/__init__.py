@@ -1,1 +1,2 @@
-"""Experiments behind the manual's figures; each writes JSON results, a Markdown table and a PNG plot."""
+"""Experiments behind the manual's figures and numbers. Each is a module with a ``run`` function that returns its
+results and a command that reruns it; the book build of a later issue caches and inserts them."""
