@@ -34,24 +34,29 @@ class Document:
         )
 
     @classmethod
-    def from_json(cls, line: str) -> Document:
-        """Parse one line written by ``to_json``. ``source`` and ``meta`` may be absent; ``id`` and ``text`` not.
+    def from_json(cls, line: str, default_id: str | None = None, default_source: str = "") -> Document:
+        """Parse one JSON line. ``text`` is required; ``id`` too unless ``default_id`` is given (integer ids become
+        strings, as dumps often number their rows); ``source`` and ``meta`` may be absent.
 
         Raises ValueError saying what is wrong with the line.
         """
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ValueError(f"not valid JSON: {e.msg} at column {e.colno}") from None
+            raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(obj, dict):
             raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-        for key in ("id", "text"):
-            if not isinstance(obj.get(key), str):
-                raise ValueError(f"the {key!r} field is missing or not a string")
-        source = obj.get("source", "")
+        if not isinstance(obj.get("text"), str):
+            raise ValueError("the 'text' field is missing or not a string")
+        doc_id = obj.get("id", default_id)
+        if isinstance(doc_id, int) and not isinstance(doc_id, bool):
+            doc_id = str(doc_id)
+        if not isinstance(doc_id, str):
+            raise ValueError("the 'id' field is missing or not a string or integer")
+        source = obj.get("source", default_source)
         meta = obj.get("meta", {})
         if not isinstance(source, str):
             raise ValueError("the 'source' field must be a string")
         if not isinstance(meta, dict):
             raise ValueError("the 'meta' field must be a JSON object")
-        return cls(id=obj["id"], text=obj["text"], source=source, meta=meta)
+        return cls(id=doc_id, text=obj["text"], source=source, meta=meta)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import platform
 import sysconfig
@@ -224,27 +223,9 @@ def read_jsonl(cfg: CorpusConfig) -> Iterator[Document]:
 
 
 def _parse_line(line: str, default_id: str, file: str, lineno: int) -> Document:
-    def bad(why: str) -> CorpusError:
-        return CorpusError(f'{file!r} line {lineno}: {why}; each line must be a JSON object like {{"text": "..."}}')
-
     try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise bad(f"not valid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(obj, dict):
-        raise bad(f"expected a JSON object, got {type(obj).__name__}")
-    text = obj.get("text")
-    if not isinstance(text, str):
-        raise bad("missing 'text' field" if text is None else "'text' must be a string")
-    doc_id = obj.get("id", default_id)
-    if isinstance(doc_id, int) and not isinstance(doc_id, bool):
-        doc_id = str(doc_id)  # numeric ids are common in dumps; ids are strings everywhere else
-    if not isinstance(doc_id, str):
-        raise bad("'id' must be a string or an integer")
-    source = obj.get("source", "jsonl")
-    if not isinstance(source, str):
-        raise bad("'source' must be a string")
-    meta = obj.get("meta", {})
-    if not isinstance(meta, dict):
-        raise bad("'meta' must be a JSON object")
-    return Document(id=doc_id, text=text, source=source, meta=meta)
+        return Document.from_json(line, default_id=default_id, default_source="jsonl")
+    except ValueError as e:
+        raise CorpusError(
+            f'{file!r} line {lineno}: {e}; each line must be a JSON object like {{"text": "..."}}'
+        ) from None

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import regex
 
@@ -84,7 +84,7 @@ class Tokenizer(RegexBPE):
     @classmethod
     def train(
         cls,
-        texts: Iterable[str],
+        texts: Iterable[str] | Iterable[Any],
         vocab_size: int,
         pattern: str = "gpt4",
         special_tokens: Sequence[str] = (),
@@ -92,7 +92,8 @@ class Tokenizer(RegexBPE):
         progress: bool = False,
         on_merge: Callable[[int], None] | None = None,
     ) -> Tokenizer:
-        """Learn a vocabulary of ``vocab_size`` ids (256 bytes + merges + special tokens) from a stream of texts.
+        """Learn a vocabulary of ``vocab_size`` ids (256 bytes + merges + special tokens) from a stream of texts
+        (strings, or documents with a ``.text``), read once and never held in memory all at once.
 
         ``workers`` processes count chunks (None: all CPUs); the result does not depend on it. If the corpus runs
         out of pairs first, the vocabulary is smaller and ``tokenizer.training.merges`` says so.
@@ -106,6 +107,7 @@ class Tokenizer(RegexBPE):
                 f"{len(special_tokens)} special tokens, so at least {256 + len(special_tokens)}"
             )
         pattern = resolve_pattern(pattern)
+        texts = (t if isinstance(t, str) else t.text for t in texts)
         chunks = count_chunks(texts, pattern, workers or default_workers(), progress=progress)
         if chunks.characters == 0:
             raise EmptyCorpusError(

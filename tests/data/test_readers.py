@@ -307,11 +307,11 @@ def test_jsonl_reader_file_and_directory(tmp_path):
     "line, message",
     [
         ("{oops", "line 2: not valid JSON"),
-        ('{"title": "no text"}', "line 2: missing 'text' field"),
-        ('{"text": ["a"]}', "line 2: 'text' must be a string"),
+        ('{"title": "no text"}', "line 2: the 'text' field is missing or not a string"),
+        ('{"text": ["a"]}', "line 2: the 'text' field is missing or not a string"),
         ('"just a string"', "line 2: expected a JSON object, got str"),
-        ('{"text": "t", "meta": "m"}', "line 2: 'meta' must be a JSON object"),
-        ('{"text": "t", "id": null}', "line 2: 'id' must be a string or an integer"),
+        ('{"text": "t", "meta": "m"}', "line 2: the 'meta' field must be a JSON object"),
+        ('{"text": "t", "id": null}', "line 2: the 'id' field is missing or not a string or integer"),
     ],
 )
 def test_jsonl_reader_bad_lines_name_file_and_line(tmp_path, line, message):

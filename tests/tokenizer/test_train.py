@@ -80,6 +80,13 @@ def test_result_independent_of_workers(sample_texts):
     assert one == two and one.merges == two.merges
 
 
+def test_trains_on_documents_as_well_as_strings(sample_texts):
+    from scratchllm.data import Document
+
+    docs = [Document(id=str(i), text=t, source="test") for i, t in enumerate(sample_texts[:10])]
+    assert Tokenizer.train(docs, 400) == Tokenizer.train(sample_texts[:10], 400)
+
+
 def test_training_report_and_special_ids(trained):
     report = trained.training
     assert report.documents == 120 and report.characters > 100_000
