@@ -124,14 +124,27 @@ PRESETS: dict[str, GPTConfig] = {
     "gpt2-xl": GPTConfig(**_GPT2, n_layer=48, n_head=25, d_model=1600),
     # Llama-style at GPT-2-small scale: RoPE, RMSNorm, SwiGLU, grouped-query attention (4 kv heads), untied head.
     "llama-125m": GPTConfig(
-        vocab_size=32768, block_size=2048, n_layer=12, n_head=12, n_kv_head=4, d_model=768, d_ff=2048,
+        vocab_size=32768,
+        block_size=2048,
+        n_layer=12,
+        n_head=12,
+        n_kv_head=4,
+        d_model=768,
+        d_ff=2048,
         tie_embeddings=False,
-    ),  # fmt: skip
+    ),
     # The shape of Meta's Llama 3.2 1B, so its weights load with GPT.from_hf.
     "llama3.2-1b": GPTConfig(
-        vocab_size=128256, block_size=131072, n_layer=16, n_head=32, n_kv_head=8, d_model=2048, d_ff=8192,
-        rope_base=500000.0, tie_embeddings=True,
-    ),  # fmt: skip
+        vocab_size=128256,
+        block_size=131072,
+        n_layer=16,
+        n_head=32,
+        n_kv_head=8,
+        d_model=2048,
+        d_ff=8192,
+        rope_base=500000.0,
+        tie_embeddings=True,
+    ),
 }
 
 

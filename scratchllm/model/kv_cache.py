@@ -13,9 +13,7 @@ import torch
 class KVCache:
     """Keys and values of every layer for ``batch`` sequences of up to ``max_len`` tokens."""
 
-    def __init__(
-        self, n_layer: int, batch: int, n_kv_head: int, head_dim: int, max_len: int, device=None, dtype=None
-    ):
+    def __init__(self, n_layer: int, batch: int, n_kv_head: int, head_dim: int, max_len: int, device=None, dtype=None):
         shape = (batch, n_kv_head, max_len, head_dim)
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
