@@ -133,7 +133,7 @@ PRESETS: dict[str, GPTConfig] = {
         d_ff=2048,
         tie_embeddings=False,
     ),
-    # The shape of Meta's Llama 3.2 1B, so its weights load with GPT.from_hf.
+    # The shape of Meta's Llama 3.2 1B (its released weights also use "llama3" RoPE scaling, not implemented yet).
     "llama3.2-1b": GPTConfig(
         vocab_size=128256,
         block_size=131072,
