@@ -16,6 +16,7 @@ POS_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "swiglu")
 ATTENTIONS = ("sdpa", "explicit")
+ROPE_SCALINGS = ("linear", "llama3")
 
 
 @dataclass
@@ -40,9 +41,16 @@ class GPTConfig:
     pos_encoding: str = "rope"
     # RoPE base (theta): 10,000 in the RoFormer paper and Llama 2, 500,000 in Llama 3.
     rope_base: float = 10000.0
-    # RoPE linear position interpolation (Chen et al. 2023): positions are divided by this factor so a model trained
-    # on block_size tokens can be stretched to factor * block_size. 1.0 = off.
+    # RoPE frequency scaling for contexts longer than training saw; 1.0 = off. With rope_scaling_type "linear",
+    # position interpolation (Chen et al. 2023): every frequency divided by this factor. With "llama3" (Llama 3.1+):
+    # long wavelengths slowed by the factor, short ones kept, a smooth ramp between.
     rope_scaling: float = 1.0
+    rope_scaling_type: str = "linear"
+    # "llama3" scaling only: the context of the original training and the two wavelength thresholds, as
+    # rope_original_context / rope_low_freq_factor and rope_original_context / rope_high_freq_factor.
+    rope_original_context: int = 8192
+    rope_low_freq_factor: float = 1.0
+    rope_high_freq_factor: float = 4.0
     # "layernorm" (GPT-2) or "rmsnorm" (Llama).
     norm: str = "rmsnorm"
     # Epsilon of the norms (1e-5 in GPT-2 and Llama 3, 1e-6 in some Llama checkpoints).
@@ -70,6 +78,7 @@ class GPTConfig:
             ("norm", self.norm, NORMS),
             ("mlp", self.mlp, MLPS),
             ("attention", self.attention, ATTENTIONS),
+            ("rope_scaling_type", self.rope_scaling_type, ROPE_SCALINGS),
         ]:
             if value not in allowed:
                 raise ConfigError(f"model {name} must be one of {', '.join(allowed)}; got {value!r}")
@@ -133,7 +142,7 @@ PRESETS: dict[str, GPTConfig] = {
         d_ff=2048,
         tie_embeddings=False,
     ),
-    # The shape of Meta's Llama 3.2 1B (its released weights also use "llama3" RoPE scaling, not implemented yet).
+    # Meta's Llama 3.2 1B, so its released weights load with GPT.from_hf (llama3 RoPE scaling included).
     "llama3.2-1b": GPTConfig(
         vocab_size=128256,
         block_size=131072,
@@ -143,6 +152,8 @@ PRESETS: dict[str, GPTConfig] = {
         d_model=2048,
         d_ff=8192,
         rope_base=500000.0,
+        rope_scaling=32.0,
+        rope_scaling_type="llama3",
         tie_embeddings=True,
     ),
 }

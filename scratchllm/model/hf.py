@@ -193,20 +193,26 @@ class LlamaFormat(Format):
         bias = hf.get("attention_bias", False)
         if hf.get("mlp_bias", False) != bias:
             raise ConfigError("Llama attention_bias and mlp_bias differ; our single `bias` field needs them equal")
-        theta, scaling = _rope_from_hf(hf)
+        rope = _rope_from_hf(hf)
         return GPTConfig(
             vocab_size=hf.get("vocab_size", 32000), block_size=hf.get("max_position_embeddings", 2048),
             n_layer=hf.get("num_hidden_layers", 32), n_head=heads, n_kv_head=hf.get("num_key_value_heads") or heads,
-            d_model=d, d_ff=hf.get("intermediate_size", 11008), pos_encoding="rope", rope_base=theta,
-            rope_scaling=scaling, norm="rmsnorm", norm_eps=hf.get("rms_norm_eps", 1e-6), mlp="swiglu", bias=bias,
+            d_model=d, d_ff=hf.get("intermediate_size", 11008), pos_encoding="rope", **rope,
+            norm="rmsnorm", norm_eps=hf.get("rms_norm_eps", 1e-6), mlp="swiglu", bias=bias,
             tie_embeddings=hf.get("tie_word_embeddings", False), init_std=hf.get("initializer_range", 0.02),
         )  # fmt: skip
 
     def config_to_hf(self, cfg):
         # rope_theta / rope_scaling is the layout transformers 4.x reads; 5.x converts it into rope_parameters.
-        scaling = (
-            None if cfg.rope_scaling == 1.0 else {"rope_type": "linear", "type": "linear", "factor": cfg.rope_scaling}
-        )
+        scaling = None if cfg.rope_scaling == 1.0 else {"rope_type": cfg.rope_scaling_type, "factor": cfg.rope_scaling}
+        if scaling and cfg.rope_scaling_type == "linear":
+            scaling["type"] = "linear"  # the key older transformers versions read
+        if scaling and cfg.rope_scaling_type == "llama3":
+            scaling.update(
+                original_max_position_embeddings=cfg.rope_original_context,
+                low_freq_factor=cfg.rope_low_freq_factor,
+                high_freq_factor=cfg.rope_high_freq_factor,
+            )
         return dict(
             vocab_size=cfg.vocab_size, max_position_embeddings=cfg.block_size, hidden_size=cfg.d_model,
             num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head, num_key_value_heads=cfg.kv_heads,
@@ -216,19 +222,27 @@ class LlamaFormat(Format):
         )  # fmt: skip
 
 
-def _rope_from_hf(hf: Mapping) -> tuple[float, float]:
-    """(theta, linear scaling factor) from either config layout: 4.x's rope_theta + rope_scaling, or 5.x's
-    rope_parameters. Other scalings change the frequencies in ways our RoPE does not, so they are refused."""
+def _rope_from_hf(hf: Mapping) -> dict:
+    """Our RoPE fields from either config layout: 4.x's rope_theta + rope_scaling, or 5.x's rope_parameters.
+    Scalings other than linear and llama3 change the frequencies in ways our RoPE does not, so they are refused."""
     params = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-    theta = float(params.get("rope_theta", hf.get("rope_theta", 10000.0)))
+    rope = {"rope_base": float(params.get("rope_theta", hf.get("rope_theta", 10000.0)))}
     kind = params.get("rope_type", params.get("type", "default"))
     if kind == "default":
-        return theta, 1.0
+        return rope
     if kind == "linear":
-        return theta, float(params["factor"])
+        return rope | {"rope_scaling": float(params["factor"]), "rope_scaling_type": "linear"}
+    if kind == "llama3":
+        return rope | {
+            "rope_scaling": float(params["factor"]),
+            "rope_scaling_type": "llama3",
+            "rope_original_context": int(params["original_max_position_embeddings"]),
+            "rope_low_freq_factor": float(params["low_freq_factor"]),
+            "rope_high_freq_factor": float(params["high_freq_factor"]),
+        }
     raise ConfigError(
-        f"rope scaling type {kind!r} is not supported (only none and 'linear'); loading these weights anyway "
-        "would give a model whose outputs do not match the original"
+        f"rope scaling type {kind!r} is not supported (only none, 'linear' and 'llama3'); loading these weights "
+        "anyway would give a model whose outputs do not match the original"
     )
 
 

@@ -139,17 +139,35 @@ class RotaryPositions(NoPositions):
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.head_dim, self.base, self.scaling = cfg.head_dim, cfg.rope_base, cfg.rope_scaling
+        self.cfg = cfg
         self.register_buffer("inv_freq", torch.empty(cfg.head_dim // 2), persistent=False)
 
     def reset_parameters(self) -> None:
-        exponent = torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim
-        self.inv_freq = (1.0 / self.base**exponent).to(self.inv_freq.device)
+        exponent = torch.arange(0, self.cfg.head_dim, 2, dtype=torch.float32) / self.cfg.head_dim
+        inv_freq = 1.0 / self.cfg.rope_base**exponent  # (hd/2,) angular speed of each pair, fastest first
+        scale = llama3_rope_scaling if self.cfg.rope_scaling_type == "llama3" else linear_rope_scaling
+        self.inv_freq = scale(inv_freq, self.cfg).to(self.inv_freq.device)
 
     def rotation(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        angles = (positions.float() / self.scaling)[..., None] * self.inv_freq  # (B or 1, T, hd/2)
+        angles = positions.float()[..., None] * self.inv_freq  # (B or 1, T, hd/2)
         angles = torch.cat([angles, angles], dim=-1)[:, None]  # (B or 1, 1, T, hd): broadcast over heads
         return angles.cos(), angles.sin()
+
+
+def linear_rope_scaling(inv_freq: torch.Tensor, cfg: GPTConfig) -> torch.Tensor:
+    """Position interpolation (Chen et al. 2023): slow every frequency by the factor, as if positions were divided."""
+    return inv_freq / cfg.rope_scaling
+
+
+def llama3_rope_scaling(inv_freq: torch.Tensor, cfg: GPTConfig) -> torch.Tensor:
+    """Llama 3.1's frequency-dependent scaling: pairs whose wavelength is long compared with the original context
+    (they never completed a turn in training) are slowed by the factor; short wavelengths (local order) are kept;
+    in between, the factor is blended in linearly in 1/wavelength."""
+    wavelength = 2 * math.pi / inv_freq  # (hd/2,) tokens per full turn
+    ratio = cfg.rope_original_context / wavelength  # turns completed within the original context
+    low, high = cfg.rope_low_freq_factor, cfg.rope_high_freq_factor
+    keep = ((ratio - low) / (high - low)).clamp(0.0, 1.0)  # 0: fully scaled (ratio <= low) ... 1: kept (>= high)
+    return inv_freq * (keep + (1.0 - keep) / cfg.rope_scaling)
 
 
 def apply_rotary(x: torch.Tensor, rotation: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

@@ -17,6 +17,11 @@ from scratchllm.model.hf import config_from_hf
 transformers = pytest.importorskip("transformers")
 
 TOL = 1e-4  # fp32
+# Llama 3.2's scaling, with a small original context so that all three frequency bands occur at head_dim 16.
+LLAMA3_SCALING = {
+    "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 64,
+}  # fmt: skip
 
 
 def perturbed(model):
@@ -68,15 +73,16 @@ def test_gpt2_logits_match(attention):
         dict(rope_theta=500000.0, tie_word_embeddings=False),
         dict(rope_theta=10000.0, rope_scaling={"rope_type": "linear", "factor": 2.0}),
         dict(attention_bias=True, mlp_bias=True),
+        dict(rope_theta=500000.0, rope_scaling=LLAMA3_SCALING),
     ],
-    ids=["theta1e4-tied", "theta5e5-untied", "linear-scaling", "bias"],
+    ids=["theta1e4-tied", "theta5e5-untied", "linear-scaling", "bias", "llama3-scaling"],
 )
 @pytest.mark.parametrize("attention", ["sdpa", "explicit"])
 def test_llama_logits_match(overrides, attention):
     hf = hf_llama(**overrides)
     ours = GPT.from_hf(hf.state_dict(), hf.config.to_dict(), attention=attention).eval()
     assert (ours.config.n_kv_head, ours.config.tie_embeddings) == (2, hf.config.tie_word_embeddings)
-    assert ours.config.rope_scaling == (2.0 if "rope_scaling" in overrides else 1.0)
+    assert ours.config.rope_scaling == overrides.get("rope_scaling", {}).get("factor", 1.0)
     assert max_diff(hf, ours, T=100) < TOL
 
 
@@ -104,6 +110,7 @@ ROUND_TRIP = {
     "gpt2-untied": GPTConfig.preset("gpt2", **SMALL, tie_embeddings=False),
     "llama": GPTConfig(**SMALL, n_kv_head=2, d_ff=96, tie_embeddings=False, rope_base=5e5, rope_scaling=2.0),
     "llama-tied": GPTConfig(**SMALL),
+    "llama3-scaling": GPTConfig(**SMALL, rope_scaling=8.0, rope_scaling_type="llama3", rope_original_context=64),
 }
 
 
@@ -176,7 +183,7 @@ def test_missing_and_unexpected_tensors(llama_checkpoint):
         GPT.from_hf({**state, "extra.weight": torch.zeros(1)}, config)
 
 
-@pytest.mark.parametrize("kind", ["llama3", "yarn", "dynamic"])
+@pytest.mark.parametrize("kind", ["yarn", "dynamic"])
 def test_unsupported_rope_scaling(kind, llama_checkpoint):
     state, config = llama_checkpoint
     config = {**config, "rope_parameters": {"rope_type": kind, "factor": 8.0, "rope_theta": 5e5}}
