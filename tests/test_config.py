@@ -364,3 +364,17 @@ def test_unwritable_value_is_a_config_error():
 
     with pytest.raises(ConfigError, match="items: cannot write a table"):
         to_toml(Nested())
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from scratchllm.fileio import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "f.txt", "x")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
