@@ -2,7 +2,7 @@
 #
 #   make demo    train and sample a tiny model on the embedded corpus (CPU, minutes)
 #   make test    the whole test suite (what .ci/run runs)
-#   make bench   tokenizer benchmark against the peers
+#   make bench   benchmarks against the peers, side by side (tokenizer, generation, training memory; ~15 min)
 #   make book    build the manual (HTML and PDF)
 #   make lint    ruff check + ruff format --check
 #   make clean   remove caches and build files (keeps .venv, runs/ and out/); `make distclean` also removes .venv
@@ -30,6 +30,8 @@ test: $(VENV)/.stamp-test
 
 bench: $(VENV)/.stamp-test
 	$(BIN)/python benchmarks/tokenizer.py
+	$(BIN)/python benchmarks/generate.py
+	$(BIN)/python benchmarks/memory.py
 
 book: $(VENV)/.stamp-core
 	$(BIN)/scratchllm book

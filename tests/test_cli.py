@@ -120,3 +120,22 @@ def test_failed_training_keeps_the_good_tokenizer(corpus, tmp_path):
                  "--out", str(out)]) == 2  # fmt: skip
     assert (out / "tokenizer.json").read_bytes() == good
     assert sorted(p.name for p in out.iterdir()) == ["config.toml", "tokenizer.json"]
+
+
+def test_tokenize_writes_shards(corpus, tmp_path, capsys):
+    tok_dir, out = tmp_path / "tok", tmp_path / "tokens"
+    assert main(["tokenizer", "train", "--source", "jsonl", "--path", str(corpus), "--vocab-size", "300",
+                 "corpus.split=all", "tokenizer.workers=1", "--out", str(tok_dir)]) == 0  # fmt: skip
+    args = ["tokenize", "--tokenizer", str(tok_dir), "--source", "jsonl", "--path", str(corpus), "--out", str(out)]
+    assert main([*args, "corpus.val_fraction=0.1", "workers=1"]) == 0
+    assert "train" in capsys.readouterr().out
+    assert (out / "train_00000.bin").is_file() and (out / "val_00000.bin").is_file()
+    assert (out / "config.toml").is_file() and (out / "tokenize.json").is_file()
+
+
+def test_tokenize_needs_a_bos_token(corpus, tmp_path):
+    tok_dir = tmp_path / "tok"
+    assert main(["tokenizer", "train", "--source", "jsonl", "--path", str(corpus), "--vocab-size", "300",
+                 "corpus.split=all", "tokenizer.special_tokens=[]", "--out", str(tok_dir)]) == 0  # fmt: skip
+    _fails_with(["tokenize", "--tokenizer", str(tok_dir), "--source", "jsonl", "--path", str(corpus),
+                 "--out", str(tmp_path / "t")], "no <|endoftext|> special token")  # fmt: skip

@@ -50,11 +50,14 @@ def sdpa_attention(
 ) -> torch.Tensor:
     """The same through torch's fused kernel. Without an explicit mask the causal case uses ``is_causal``, which
     lets it pick FlashAttention; ``is_causal`` is top-left aligned, so a cache prefix needs the explicit mask."""
-    if mask is None and q.size(-2) != k.size(-2):
-        mask = causal_mask(q.size(-2), k.size(-2), q.device)
+    t_q, t_k = q.size(-2), k.size(-2)
+    # One new query after a cache prefix (a decoding step) may see every key: no mask to build, none to apply.
+    if mask is None and t_q != t_k and t_q > 1:
+        mask = causal_mask(t_q, t_k, q.device)
     return F.scaled_dot_product_attention(
-        q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=mask is None, enable_gqa=q.size(1) != k.size(1)
-    )
+        q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=mask is None and t_q == t_k,
+        enable_gqa=q.size(1) != k.size(1),
+    )  # fmt: skip
 
 
 class CausalSelfAttention(nn.Module):

@@ -111,7 +111,11 @@ class LearnedPositions(NoPositions):
 
 
 class SinusoidalPositions(NoPositions):
-    """Vaswani et al. 2017: PE(t, 2i) = sin(t / 10000^(2i/d)), PE(t, 2i+1) = cos(...), added; no parameters."""
+    """Vaswani et al. 2017: PE(t, 2i) = sin(t / 10000^(2i/d)), PE(t, 2i+1) = cos(...), added; no parameters.
+
+    As in the paper (section 3.4) the token embeddings are multiplied by sqrt(d_model) first: a row of the table has
+    norm sqrt(d/2), while an embedding row initialized at N(0, 0.02) has norm 0.02 sqrt(d), and without the scaling
+    the position would drown the token about 35 to 1."""
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -127,7 +131,7 @@ class SinusoidalPositions(NoPositions):
         self.table = table.to(self.table.device)
 
     def add(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return x + self.table[positions].to(x.dtype)
+        return x * math.sqrt(self.d_model) + self.table[positions].to(x.dtype)
 
 
 class RotaryPositions(NoPositions):

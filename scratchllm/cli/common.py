@@ -1,0 +1,41 @@
+"""Helpers shared by the subcommands: config resolution, corpus texts, progress, the errors users can cause."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import ConfigError, load_config
+from ..data import CorpusConfig, CorpusError, open_corpus, require_nonempty
+from ..data.shards import ShardError
+from ..tokenizer import TokenizerError
+from ..train.checkpoint import CheckpointError
+
+
+class UsageError(ValueError):
+    """A command-line argument is wrong in a way argparse cannot see (e.g. a prompt longer than the context)."""
+
+
+# Exceptions that mean "the input was wrong": one line on stderr, exit status 2.
+USER_ERRORS = (ConfigError, CorpusError, TokenizerError, CheckpointError, ShardError, UsageError)
+
+
+def progress() -> bool:
+    """Progress bars only on a terminal (not in CI logs or pipes)."""
+    return sys.stderr.isatty()
+
+
+def load_job(cls, args, shorthands: dict[str, str]):
+    """Resolve a job config: defaults < --config file < shorthand flags < key=value overrides."""
+    overrides = [f"{key}={getattr(args, attr)}" for attr, key in shorthands.items() if getattr(args, attr) is not None]
+    return load_config(cls, args.config, overrides + list(args.overrides))
+
+
+def texts(corpus: CorpusConfig, what: str):
+    """The texts of a corpus, refusing an empty one with a clear error."""
+    return (doc.text for doc in require_nonempty(open_corpus(corpus), what))
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE.toml", help="TOML config file; its tables are the job's sections")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides, e.g. tokenizer.vocab_size=4096")
