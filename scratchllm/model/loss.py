@@ -21,9 +21,8 @@ IGNORE_INDEX = -100
 
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int):
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int, need_grad: bool):
         # hidden: (N, d); weight: (V, d); targets: (N,). Returns the summed loss over counted targets.
-        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         ctx.weight_dtype = weight.dtype
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_hidden = torch.zeros_like(hidden) if need_grad else None
@@ -50,7 +49,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         grad_hidden, grad_weight = ctx.saved_tensors
         gh = grad_hidden * grad_output.to(grad_hidden.dtype) if ctx.needs_input_grad[0] else None
         gw = (grad_weight * grad_output).to(ctx.weight_dtype) if ctx.needs_input_grad[1] else None
-        return gh, gw, None, None
+        return gh, gw, None, None, None
 
 
 def chunked_cross_entropy(
@@ -59,7 +58,10 @@ def chunked_cross_entropy(
     """(sum of cross-entropy, number of counted targets) for hidden (..., d) against head weight (V, d)."""
     hidden = hidden.reshape(-1, hidden.size(-1))  # (N, d)
     targets = targets.reshape(-1)  # (N,)
-    loss = _ChunkedLinearCrossEntropy.apply(hidden, weight, targets, chunk)
+    # Autograd is always off inside Function.forward, so whether gradients will be wanted is decided here: not under
+    # torch.no_grad() (evaluation), where computing them would double the cost for nothing.
+    need_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    loss = _ChunkedLinearCrossEntropy.apply(hidden, weight, targets, chunk, need_grad)
     return loss, (targets != IGNORE_INDEX).sum()
 
 
