@@ -23,9 +23,7 @@ Run it with ``python -m scratchllm.book.experiments.positions --out docs/figures
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import random
 import time
 from dataclasses import asdict, replace
@@ -35,9 +33,9 @@ import torch
 import torch.nn.functional as F
 
 from ...data import CorpusConfig, open_corpus, require_nonempty
-from ...fileio import atomic_write_text
 from ...model import GPT, GPTConfig, num_params
 from ...tokenizer import Tokenizer
+from .output import save_figure, write_outputs
 
 ENCODINGS = ("learned", "sinusoidal", "rope", "none")
 SPECIAL = "<|endoftext|>"
@@ -350,22 +348,12 @@ def plot(result: dict, path: str | Path) -> None:
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=150, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def write(result: dict, out_dir: str | Path) -> list[Path]:
     """Save ``positions.json``, ``.md`` and ``.png`` into ``out_dir``."""
-    out = Path(out_dir)
-    paths = [
-        atomic_write_text(out / "positions.json", json.dumps(result, indent=2) + "\n"),
-        atomic_write_text(out / "positions.md", table(result) + "\n"),
-    ]
-    plot(result, out / "positions.png")
-    return paths + [out / "positions.png"]
+    return write_outputs("positions", result, table(result), plot, out_dir)
 
 
 def main() -> None:

@@ -15,16 +15,14 @@ embedding and again for an untied head.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ...data import CorpusConfig, open_corpus, require_nonempty
-from ...fileio import atomic_write_text
 from ...tokenizer import Tokenizer
 from ...tokenizer.stats import measure
+from .output import save_figure, write_outputs
 
 SIZES = [512, 1024, 2048, 4096, 8192, 16384, 32768]
 SPECIAL = "<|endoftext|>"
@@ -130,19 +128,9 @@ def plot(result: dict, path: Path) -> None:
     ax2.set_xticks(v, [f"{x // 1024}k" if x >= 1024 else str(x) for x in v])
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=150, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def write(result: dict, out_dir: str | Path) -> list[Path]:
     """Save ``vocab_scaling.json``, ``.md`` and ``.png`` into ``out_dir``."""
-    out = Path(out_dir)
-    paths = [
-        atomic_write_text(out / "vocab_scaling.json", json.dumps(result, indent=2) + "\n"),
-        atomic_write_text(out / "vocab_scaling.md", table(result) + "\n"),
-    ]
-    plot(result, out / "vocab_scaling.png")
-    return paths + [out / "vocab_scaling.png"]
+    return write_outputs("vocab_scaling", result, table(result), plot, out_dir)
