@@ -1,0 +1,89 @@
+"""One optimizer step over several micro-batches: gradient accumulation done right, clipping, the update.
+
+A batch too large for memory is split into micro-batches whose gradients add up in ``.grad`` before one update. The
+update must equal the one the whole batch would have given, whose loss is the mean cross-entropy over all counted
+target tokens of the batch (targets of -100, such as padding or prompts, do not count):
+
+    L = sum over every counted token of CE  /  N_total
+
+The tempting recipe, "compute each micro-batch's mean loss and divide it by the number of micro-batches", gives
+``(1/k) sum_i (S_i / N_i)`` instead: a token in a micro-batch with few counted targets weighs more than a token in a
+full one. It is exact only when every micro-batch counts the same number of tokens, which padding, packing and
+finetuning masks all break. Hugging Face ``transformers`` shipped this bug in its Trainer until October 2024
+("Fixing Gradient Accumulation", Hugging Face blog; the fix passes ``num_items_in_batch`` to the loss).
+
+So ``accumulated_step`` first counts the targets of all micro-batches, then backpropagates each micro-batch's
+*summed* loss divided by that total: the accumulated gradient is exactly the gradient of ``L``. It then clips the
+global gradient norm, applies the optimizer and clears the gradients.
+
+Under data parallelism two more things change, both the trainer's business, not this function's: DDP averages the
+gradients over ranks, so the count to divide by is the global one (all-reduced) times 1/world_size; and gradients
+should be all-reduced only once, after the last micro-batch, which is what ``no_sync`` is for (DDP's
+``model.no_sync``; FSDP2 uses ``set_requires_gradient_sync`` instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..model.loss import IGNORE_INDEX
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one optimizer step reports."""
+
+    loss: float  # mean cross-entropy over every counted target token of the step's batch, before the update
+    tokens: int  # counted target tokens (targets != -100) over all micro-batches
+    grad_norm: float  # global L2 norm of the gradient before clipping
+
+
+def accumulated_step(
+    model: nn.Module,
+    micro_batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    grad_clip: float = 0.0,
+    *,
+    no_sync: Callable[[], AbstractContextManager] = nullcontext,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
+) -> StepResult:
+    """Forward and backward every (inputs, targets) micro-batch, then clip, step and zero the gradients.
+
+    ``grad_clip``: the largest global gradient norm allowed (0 = no clipping). ``no_sync``: a context factory
+    entered around every micro-batch but the last, e.g. ``model.no_sync`` under DDP so that gradients are
+    all-reduced once per step instead of once per micro-batch. ``autocast``: a context factory around each forward
+    pass, e.g. ``lambda: torch.autocast("cuda", torch.bfloat16)``; backward runs outside it, as PyTorch advises.
+    Gradients must be empty (None or zero) on entry; they are set to None on return.
+    """
+    micro_batches = list(micro_batches)  # iterated twice: once to count, once to compute
+    if not micro_batches:
+        raise ValueError("accumulated_step needs at least one micro-batch")
+    # Count first: every micro-batch's loss is divided by the count of the whole step, known only now.
+    tokens = sum(int((targets != IGNORE_INDEX).sum()) for _, targets in micro_batches)
+    if tokens == 0:
+        raise ValueError("every target of this step is ignored (-100): there is no loss to learn from")
+
+    sums = []  # detached per-micro-batch sums, kept on the device: no synchronization until the end
+    last = len(micro_batches) - 1
+    for i, (inputs, targets) in enumerate(micro_batches):
+        with no_sync() if i < last else nullcontext():
+            with autocast():
+                micro_sum = model(inputs, targets, reduction="sum")  # sum of CE over this micro-batch's targets
+            # Dividing by the step's total (not this micro-batch's count) makes the accumulated .grad the gradient
+            # of the mean over all tokens of the step.
+            (micro_sum / tokens).backward()
+        sums.append(micro_sum.detach().float())
+
+    params = [p for p in model.parameters() if p.grad is not None]
+    if grad_clip > 0:
+        grad_norm = nn.utils.clip_grad_norm_(params, grad_clip)  # returns the norm before clipping
+    else:
+        grad_norm = nn.utils.get_total_norm([p.grad for p in params])  # still worth logging
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)  # frees the gradients' memory until the next backward
+    return StepResult(loss=float(torch.stack(sums).sum()) / tokens, tokens=tokens, grad_norm=float(grad_norm))
