@@ -4,12 +4,19 @@ Each configuration runs in its own process (so one cannot inherit another's free
 model shape, batch and data, fp32, and is compared with the baseline: SDPA attention with the full logits. The issue's
 target: activation checkpointing plus the chunked loss cut the peak of the gpt2 preset at batch 8, context 1024 by
 at least 3x. Run: `python benchmarks/memory.py` (gpt2, 8 x 1024: several minutes on 2 cores) or `--quick`.
+
+On the CPU the measure is the process's peak resident memory. glibc keeps freed blocks in its heap once its dynamic
+mmap threshold has grown (up to 32 MB), so after a warm-up step the resident size includes gigabytes of dead
+tensors and hides what a configuration really needs. Every configuration therefore runs with
+``MALLOC_MMAP_THRESHOLD_=131072``: large tensors are mapped and unmapped, and the resident size follows live memory.
+It costs some speed (more system calls), the same for every configuration.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -72,7 +79,8 @@ def main() -> None:
     results = {}
     for name in CONFIGS:
         cmd = [sys.executable, __file__, "--one", name, "--preset", args.preset] + (["--quick"] if args.quick else [])
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
         results[name] = r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"  {name:38s} peak {r['peak_gib']:6.2f} GiB   {r['tokens_per_s']:8.0f} tok/s   "
               f"loss {r['loss']:.6f}  grad norm {r['grad_norm']:.6f}", flush=True)  # fmt: skip

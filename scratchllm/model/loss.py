@@ -40,15 +40,20 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
                 grad_logits[torch.arange(len(rows), device=rows.device), t] -= 1.0
                 grad_logits = grad_logits.to(hidden.dtype)
                 grad_hidden[rows] = grad_logits @ weight  # (n, d)
-                grad_weight += (grad_logits.T @ h).float()  # (V, d)
+                grad_weight.addmm_(grad_logits.T.float(), h.float())  # (V, d), accumulated in place
         ctx.save_for_backward(grad_hidden, grad_weight)
         return total
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
+        # The stored gradients are scaled in place and handed over, not copied: a vocabulary-sized (V, d) tensor
+        # fewer at the peak. That makes this backward single-use, so a second call (retain_graph) is refused.
+        if getattr(ctx, "used", False):
+            raise RuntimeError("the chunked cross-entropy's backward can run only once (no retain_graph)")
+        ctx.used = True
         grad_hidden, grad_weight = ctx.saved_tensors
-        gh = grad_hidden * grad_output.to(grad_hidden.dtype) if ctx.needs_input_grad[0] else None
-        gw = (grad_weight * grad_output).to(ctx.weight_dtype) if ctx.needs_input_grad[1] else None
+        gh = grad_hidden.mul_(grad_output.to(grad_hidden.dtype)) if ctx.needs_input_grad[0] else None
+        gw = grad_weight.mul_(grad_output).to(ctx.weight_dtype) if ctx.needs_input_grad[1] else None
         return gh, gw, None, None, None
 
 
