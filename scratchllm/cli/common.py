@@ -10,6 +10,7 @@ from ..data import CorpusConfig, CorpusError, open_corpus, require_nonempty
 from ..data.shards import ShardError
 from ..tokenizer import TokenizerError
 from ..train.checkpoint import CheckpointError
+from ..train.trainer import TrainingError
 
 
 class UsageError(ValueError):
@@ -17,7 +18,7 @@ class UsageError(ValueError):
 
 
 # Exceptions that mean "the input was wrong": one line on stderr, exit status 2.
-USER_ERRORS = (ConfigError, CorpusError, TokenizerError, CheckpointError, ShardError, UsageError)
+USER_ERRORS = (ConfigError, CorpusError, TokenizerError, CheckpointError, ShardError, UsageError, TrainingError)
 
 
 def progress() -> bool:

@@ -20,13 +20,13 @@ from ..data import CorpusConfig
 from . import data as data_commands
 from . import model as model_commands
 from . import tokenizer as tokenizer_commands
+from . import train as train_commands
 from .common import USER_ERRORS, add_config_args, texts
 from .tokenizer import TokenizerTrainJob, train_tokenizer
 
 # Stages on the roadmap, with the issue that builds each: listed in --help, refused with a clear line until then.
 PLANNED = {
     "data": ("clean, filter, deduplicate and decontaminate a corpus", 5),
-    "train": ("pretrain a GPT", 4),
     "eval": ("perplexity, MMLU and HumanEval", 6),
     "sft": ("instruction finetuning, LoRA", 8),
     "chat": ("chat with a model in the terminal", 8),
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     tokenizer_commands.add_parser(stages)
     data_commands.add_parsers(stages)
     model_commands.add_parsers(stages)
+    train_commands.add_parsers(stages)
 
     p = stages.add_parser("demo", help="run the whole pipeline that exists today on the embedded corpus")
     add_config_args(p)

@@ -1,1 +1,3 @@
-"""Training: the loop, schedules, checkpoints and metrics (built by the training issue; today: memory metrics)."""
+"""Training: the loop (``trainer``), one accumulated optimizer step (``step``), AdamW parameter groups (``optim``),
+learning-rate schedules (``schedule``), checkpoints and the training state (``checkpoint``, ``state``), metrics and
+plots (``metrics``), and peak-memory measurement (``memory``)."""

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -38,8 +39,16 @@ class CheckpointError(ValueError):
     """A checkpoint directory is missing, damaged, or does not fit the model or tokenizer it is used with."""
 
 
-def save_checkpoint(directory: str | Path, model: GPT, tokenizer: Tokenizer | None = None) -> Path:
-    """Write ``model`` (and its tokenizer) to ``directory`` atomically; an existing checkpoint there is replaced."""
+def save_checkpoint(
+    directory: str | Path,
+    model: GPT,
+    tokenizer: Tokenizer | None = None,
+    extra_files: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write ``model`` (and its tokenizer) to ``directory`` atomically; an existing checkpoint there is replaced.
+
+    ``extra_files(tmp)`` may write more into the temporary directory before the rename (the trainer adds
+    ``train_state/`` this way), so the extra files appear together with the weights or not at all."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -52,6 +61,8 @@ def save_checkpoint(directory: str | Path, model: GPT, tokenizer: Tokenizer | No
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         if tokenizer is not None:
             tokenizer.save(tmp / TOKENIZER_DIR)
+        if extra_files is not None:
+            extra_files(tmp)
         _replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

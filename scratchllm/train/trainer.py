@@ -1,0 +1,194 @@
+"""The training loop: schedule, accumulated steps, metrics, evaluation, checkpoints, exact resumption.
+
+    for step in range(start, max_steps):
+        set the step's learning rate; one optimizer step over grad_accum_steps micro-batches (train/step.py)
+        log it; evaluate every eval_every steps; save a checkpoint every checkpoint_every steps
+
+A run lives in a directory: ``config.toml`` (the resolved config), ``metrics.jsonl``, ``loss.png``, and
+``checkpoints/step_NNNNNN`` (the newest ``keep_last``) plus ``checkpoints/best`` (lowest validation loss). Each
+periodic checkpoint holds the full training state (train/state.py), so ``train(..., resume=True)`` continues from the
+newest one and, on a CPU in fp32, ends bit-identical to a run that was never interrupted: the batches are a pure
+function of (seed, step), the learning rate a pure function of the step, and optimizer and RNG states are restored.
+
+A loss or gradient that is not finite stops the run with :class:`TrainingError` before anything is saved, so the
+newest checkpoint on disk is always one from before the divergence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import ConfigError, save_config
+from ..data.loader import RandomWindows, sequential_windows
+from ..data.tokenize import REPORT, shard_paths
+from ..model import GPT
+from ..model.loss import IGNORE_INDEX
+from ..tokenizer import Tokenizer
+from .checkpoint import CheckpointError, save_checkpoint
+from .config import TrainConfig
+from .memory import peak_memory_bytes, reset_peak_memory
+from .metrics import METRICS_FILE, MetricsLog, plot_loss
+from .optim import build_optimizer
+from .schedule import lr_at, set_lr
+from .state import load_training_checkpoint, save_training_checkpoint
+from .step import accumulated_step
+
+CHECKPOINTS = "checkpoints"
+
+
+class TrainingError(ValueError):
+    """Training cannot go on: the loss or the gradient stopped being a finite number."""
+
+
+@torch.no_grad()
+def evaluate(model: GPT, val_paths, tokenizer_hash: str, cfg: TrainConfig, bytes_per_token: float | None) -> dict:
+    """Mean cross-entropy over the first ``eval_batches`` sequential windows of the validation shards, with its
+    perplexity and bits per byte. Bits per byte (``loss / ln 2 / bytes_per_token``) compares models whose
+    tokenizers differ, because the number of bytes does not depend on the tokenizer."""
+    was_training = model.training
+    model.eval()  # no dropout: every evaluation scores the same tokens the same way
+    total, count = 0.0, 0
+    batches = sequential_windows(val_paths, cfg.micro_batch_size, cfg.seq_len, tokenizer_hash, cfg.eval_batches)
+    for inputs, targets in batches:
+        total += float(model(inputs, targets, reduction="sum"))
+        count += int((targets != IGNORE_INDEX).sum())
+    model.train(was_training)
+    if count == 0:
+        raise TrainingError(f"the validation shards hold no window of {cfg.seq_len + 1} tokens to evaluate on")
+    loss = total / count
+    bpb = loss / math.log(2) / bytes_per_token if bytes_per_token else None
+    return {"loss": loss, "ppl": math.exp(min(loss, 700.0)), "bpb": bpb}  # 700: exp overflows a float beyond ~709
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators, so a run depends only on its config."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
+    """The run's periodic checkpoints, oldest first (the zero-padded step sorts as a string)."""
+    return sorted((Path(run_dir) / CHECKPOINTS).glob("step_[0-9]*"))
+
+
+def train(
+    model: GPT,
+    tokenizer: Tokenizer,
+    data_dir: str | Path,
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    progress: bool = False,
+    *,
+    job=None,
+    stop_at: int | None = None,
+) -> dict:
+    """Train ``model`` on the shards in ``data_dir`` (written by ``tokenize_corpus`` with ``tokenizer``).
+
+    ``resume``: continue from the newest checkpoint in ``run_dir/checkpoints``. ``job``: the config dataclass to
+    write as ``run_dir/config.toml`` (default ``cfg``). ``stop_at``: stop (with a checkpoint) after this many steps,
+    as an interrupted run would; the schedule still spans ``cfg.max_steps``. Returns the final metrics."""
+    if cfg.seq_len > model.config.block_size:
+        raise ConfigError(
+            f"seq_len ({cfg.seq_len}) is longer than the model's block_size ({model.config.block_size}); "
+            "lower train.seq_len or raise model.block_size"
+        )
+    if cfg.compile or cfg.dtype == "fp16":
+        # Not wired in yet (fp16 needs a gradient scaler): refuse rather than silently train in plain fp32.
+        raise ConfigError(
+            "train.compile=true and train.dtype=fp16 are not supported by the trainer yet; use fp32 or bf16"
+        )
+    run_dir, data_dir = Path(run_dir), Path(data_dir)
+    seed_everything(cfg.seed)
+    optimizer = build_optimizer(model, cfg)
+    loader = RandomWindows(shard_paths(data_dir, "train"), cfg.micro_batch_size, cfg.seq_len, tokenizer.hash, cfg.seed)
+    val_paths, bytes_per_token = validation_split(data_dir)
+
+    start, best = 0, math.inf
+    if resume:
+        saved = checkpoint_dirs(run_dir)
+        if not saved:
+            raise CheckpointError(f"nothing to resume: {run_dir / CHECKPOINTS} has no step_NNNNNN checkpoint")
+        state = load_training_checkpoint(saved[-1], model, optimizer)  # also restores the RNG states
+        loader.load_state_dict(state["loader"])
+        start, best = state["step"], state["extra"].get("best_val_loss", math.inf)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(job if job is not None else cfg, run_dir / "config.toml")
+
+    end = cfg.max_steps if stop_at is None else min(stop_at, cfg.max_steps)
+    device = model.lm_head.weight.device
+    # bf16 autocast runs the matmuls in bfloat16 and keeps weights, norms and the loss in fp32. On CPUs without bf16
+    # instructions it is much slower than fp32 (chapter 3), which is why fp32 is the default.
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.dtype == "bf16" else nullcontext
+    record: dict = {}
+    model.train()
+
+    def save(step: int) -> None:
+        extra = {"best_val_loss": best, "train_config": asdict(cfg)}
+        target = run_dir / CHECKPOINTS / f"step_{step:06d}"
+        save_training_checkpoint(target, model, tokenizer, optimizer, loader.state_dict(), step, extra)
+        # Prune only now that the new checkpoint is complete: a crash above leaves the older ones in place.
+        if cfg.keep_last:
+            for old in checkpoint_dirs(run_dir)[: -cfg.keep_last]:
+                shutil.rmtree(old)
+
+    with MetricsLog(run_dir, start_step=start) as log:
+        for step in tqdm(range(start, end), desc="training", unit="step", disable=not progress, initial=start):
+            lr = lr_at(step, cfg)
+            set_lr(optimizer, lr)
+            reset_peak_memory(device)
+            t0 = time.perf_counter()
+            micro = []
+            for _ in range(cfg.grad_accum_steps):
+                # The loader's step counts micro-batches, so the data position survives a resume exactly.
+                micro.append(loader.batch(loader.step))
+                loader.step += 1
+            result = accumulated_step(model, micro, optimizer, cfg.grad_clip, autocast=autocast)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # time the work, not its launch
+            step_time = time.perf_counter() - t0
+            if not (math.isfinite(result.loss) and math.isfinite(result.grad_norm)):
+                raise TrainingError(
+                    f"step {step}: the loss is {result.loss} and the gradient norm {result.grad_norm}; training "
+                    "diverged (lower lr, raise warmup_steps, or keep grad_clip on) -- no checkpoint was saved"
+                )
+            done = step + 1
+            record = {
+                "step": step, "loss": result.loss, "lr": lr, "grad_norm": result.grad_norm,
+                "tokens_per_s": result.tokens / step_time, "step_time": step_time,
+                "peak_memory": peak_memory_bytes(device),
+            }  # fmt: skip
+            last = done == cfg.max_steps
+            if val_paths and ((cfg.eval_every and done % cfg.eval_every == 0) or last):
+                val = evaluate(model, val_paths, tokenizer.hash, cfg, bytes_per_token)
+                record |= {"val_loss": val["loss"], "val_ppl": val["ppl"], "val_bpb": val["bpb"]}
+                if val["loss"] < best:
+                    best = val["loss"]
+                    save_checkpoint(run_dir / CHECKPOINTS / "best", model, tokenizer)
+            log.log(record)
+            if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end:
+                save(done)
+    plot_loss(run_dir / METRICS_FILE, run_dir / "loss.png")
+    return record
+
+
+def validation_split(data_dir: Path) -> tuple[list[Path], float | None]:
+    """The validation shards (none: no evaluation) and their bytes per token, from ``tokenize.json``."""
+    paths = sorted(data_dir.glob("val_*.bin"))
+    report = data_dir / REPORT
+    stats = json.loads(report.read_text()).get("val", {}) if report.is_file() else {}
+    # Tokens include each document's BOS, which has no bytes: bpb counts it as part of the cost of the text.
+    bytes_per_token = stats["bytes"] / stats["tokens"] if stats.get("tokens") and stats.get("bytes") else None
+    return paths, bytes_per_token

@@ -1,0 +1,145 @@
+"""The training loop: it learns, it logs every step, its checkpoints load, and a resumed run is bit-identical to an
+uninterrupted one (the oracle: the same run without the interruption)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from scratchllm.cli import main
+from scratchllm.data import CorpusConfig
+from scratchllm.data.tokenize import tokenize_corpus
+from scratchllm.model import GPT, GPTConfig
+from scratchllm.tokenizer import Tokenizer
+from scratchllm.train import trainer
+from scratchllm.train.checkpoint import load_checkpoint
+from scratchllm.train.config import TrainConfig
+from scratchllm.train.metrics import read_metrics
+from scratchllm.train.step import StepResult
+from scratchllm.train.trainer import TrainingError, checkpoint_dirs, train
+
+MODEL = GPTConfig(vocab_size=2000, block_size=16, n_layer=1, n_head=2, d_model=32)
+CFG = TrainConfig(
+    lr=3e-3, warmup_steps=2, max_steps=8, micro_batch_size=4, grad_accum_steps=2, seq_len=16, seed=7,
+    eval_every=4, eval_batches=2, checkpoint_every=4, keep_last=2,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data_dir(trained, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tokens")
+    tokenize_corpus(trained, CorpusConfig(max_documents=40, val_fraction=0.2), out, workers=1)
+    return out
+
+
+def fresh_model(seed: int = 0) -> GPT:
+    torch.manual_seed(seed)
+    return GPT.build(MODEL)
+
+
+def test_loss_decreases_and_every_step_is_logged(trained, data_dir, tmp_path):
+    cfg = replace(CFG, lr=1e-2, max_steps=30, warmup_steps=3, eval_every=10, checkpoint_every=0)
+    final = train(fresh_model(), trained, data_dir, cfg, tmp_path)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records] == list(range(30))
+    for key in ("loss", "lr", "grad_norm", "tokens_per_s", "step_time", "peak_memory"):
+        assert key in records[0], key
+    assert sum(r["loss"] for r in records[-5:]) / 5 < records[0]["loss"] - 0.5  # about 7.6 -> 6.6
+    evals = [r for r in records if "val_loss" in r]
+    assert [r["step"] for r in evals] == [9, 19, 29]
+    assert math.isclose(evals[-1]["val_ppl"], math.exp(evals[-1]["val_loss"]))
+    assert evals[-1]["val_bpb"] > 0 and final["step"] == 29
+    assert (tmp_path / "loss.png").stat().st_size > 0 and (tmp_path / "config.toml").is_file()
+    # checkpoint_every=0 still saves at the end; "best" holds the lowest validation loss.
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step_000030"]
+    model, tok = load_checkpoint(tmp_path / "checkpoints" / "best")
+    assert model.config == MODEL and tok == trained
+
+
+def test_evaluate_matches_an_independent_mean_cross_entropy(trained, data_dir):
+    model = fresh_model()
+    paths = sorted(data_dir.glob("val_*.bin"))
+    cfg = replace(CFG, eval_batches=1)
+    got = trainer.evaluate(model, paths, trained.hash, cfg, bytes_per_token=3.0)
+    inputs, targets = next(trainer.sequential_windows(paths, cfg.micro_batch_size, cfg.seq_len, trained.hash))
+    with torch.no_grad():
+        logits = model.eval()(inputs)
+    expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten()).item()
+    assert got["loss"] == pytest.approx(expected, rel=1e-5)
+    assert got["bpb"] == pytest.approx(expected / math.log(2) / 3.0, rel=1e-5)
+
+
+def test_resumed_run_is_bit_identical(trained, data_dir, tmp_path):
+    straight = fresh_model()
+    train(straight, trained, data_dir, CFG, tmp_path / "a")
+    interrupted = fresh_model()
+    train(interrupted, trained, data_dir, CFG, tmp_path / "b", stop_at=4)
+    resumed = fresh_model(seed=123)  # different weights: everything must come from the checkpoint
+    train(resumed, trained, data_dir, CFG, tmp_path / "b", resume=True)
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    losses = [[r["loss"] for r in read_metrics(d / "metrics.jsonl")] for d in (tmp_path / "a", tmp_path / "b")]
+    assert losses[0] == losses[1] and len(losses[0]) == 8
+
+
+def test_keep_last_prunes_old_checkpoints(trained, data_dir, tmp_path):
+    cfg = replace(CFG, checkpoint_every=2, keep_last=2, eval_every=0)
+    train(fresh_model(), trained, data_dir, cfg, tmp_path)
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step_000006", "step_000008"]
+    state = json.loads((tmp_path / "checkpoints" / "step_000008" / "train_state" / "state.json").read_text())
+    assert state["step"] == 8 and state["loader"]["step"] == 8 * CFG.grad_accum_steps
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(trained, data_dir, tmp_path, monkeypatch):
+    real_step = trainer.accumulated_step
+    calls = []
+
+    def diverge_at_step_5(*args, **kwargs):
+        result = real_step(*args, **kwargs)
+        calls.append(result)
+        return StepResult(math.nan, result.tokens, result.grad_norm) if len(calls) == 6 else result
+
+    monkeypatch.setattr(trainer, "accumulated_step", diverge_at_step_5)
+    with pytest.raises(TrainingError, match="step 5"):
+        train(fresh_model(), trained, data_dir, CFG, tmp_path)
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step_000004"]
+    model, _ = load_checkpoint(checkpoint_dirs(tmp_path)[0])
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_cli_trains_end_to_end_and_refuses_a_mismatched_tokenizer(trained, data_dir, tmp_path, capsys):
+    tok_dir, run = tmp_path / "tok", tmp_path / "run"
+    trained.save(tok_dir)
+    overrides = ["model.n_layer=1", "model.n_head=2", "model.d_model=32", "model.block_size=16", "train.seq_len=16",
+                 "train.max_steps=3", "train.warmup_steps=1", "train.micro_batch_size=2",
+                 "train.eval_batches=1"]  # fmt: skip
+    args = ["train", "--data", str(data_dir), "--tokenizer", str(tok_dir), "--out", str(run)]
+    assert main([*args, *overrides]) == 0
+    assert "val loss" in capsys.readouterr().out
+    model, _ = load_checkpoint(run / "checkpoints" / "step_000003")
+    assert model.config.vocab_size == trained.vocab_size  # taken from the tokenizer
+    assert "vocab_size = 2000" in (run / "config.toml").read_text()
+
+    other = Tokenizer.train(["some other text entirely"] * 5, 270, special_tokens=["<|endoftext|>"])
+    other.save(tmp_path / "other")
+    args[4] = str(tmp_path / "other")
+    assert main([*args, *overrides]) == 2
+    err = capsys.readouterr().err
+    assert "different tokenizer" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bf16_autocast_trains(trained, data_dir, tmp_path):
+    final = train(fresh_model(), trained, data_dir, replace(CFG, max_steps=3, dtype="bf16"), tmp_path)
+    assert math.isfinite(final["loss"])
+
+
+@pytest.mark.parametrize("switch", [{"compile": True}, {"dtype": "fp16"}])
+def test_unwired_switches_are_refused_not_ignored(trained, data_dir, tmp_path, switch):
+    from scratchllm.config import ConfigError
+
+    with pytest.raises(ConfigError, match="not supported by the trainer yet"):
+        train(fresh_model(), trained, data_dir, replace(CFG, **switch), tmp_path)
