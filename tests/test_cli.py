@@ -139,3 +139,13 @@ def test_tokenize_needs_a_bos_token(corpus, tmp_path):
                  "corpus.split=all", "tokenizer.special_tokens=[]", "--out", str(tok_dir)]) == 0  # fmt: skip
     _fails_with(["tokenize", "--tokenizer", str(tok_dir), "--source", "jsonl", "--path", str(corpus),
                  "--out", str(tmp_path / "t")], "no <|endoftext|> special token")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
+    args = ["demo", "--out", str(tmp_path), "--steps", "2", "corpus.max_documents=60", "tokenizer.vocab_size=600"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "step 4/4" in out and "bits per byte on held-out files" in out
+    for path in ["tokenizer/tokenizer.json", "tokens/train_00000.bin", "train/metrics.jsonl", "train/loss.png"]:
+        assert (tmp_path / path).is_file(), path
