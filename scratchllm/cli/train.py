@@ -8,6 +8,7 @@ The model's vocabulary follows the tokenizer unless ``model.vocab_size`` is set 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -46,6 +47,10 @@ def cmd_train(args) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params:,} parameters; {job.train.max_steps} steps of {job.train.tokens_per_step:,} tokens")
     final = train(model, tok, job.data, job.train, job.out, resume=args.resume, progress=progress(), job=job)
+    if final.get("interrupted"):
+        print(f"interrupted: stopped after step {final['step'] + 1} and saved a checkpoint in {job.out}/checkpoints; "
+              "continue with --resume", file=sys.stderr)  # fmt: skip
+        return 130
     summary = f"step {final['step']}: loss {final['loss']:.4f}" if final else "nothing left to train"
     if "val_loss" in final:
         summary += f", val loss {final['val_loss']:.4f} (ppl {final['val_ppl']:.2f})"

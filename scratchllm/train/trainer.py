@@ -20,6 +20,8 @@ import json
 import math
 import random
 import shutil
+import signal
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -144,7 +146,7 @@ def train(
             for old in checkpoint_dirs(run_dir)[: -cfg.keep_last]:
                 shutil.rmtree(old)
 
-    with MetricsLog(run_dir, start_step=start) as log:
+    with MetricsLog(run_dir, start_step=start) as log, StopOnSigint() as ctrl_c:
         for step in tqdm(range(start, end), desc="training", unit="step", disable=not progress, initial=start):
             lr = lr_at(step, cfg)
             set_lr(optimizer, lr)
@@ -178,10 +180,36 @@ def train(
                     best = val["loss"]
                     save_checkpoint(run_dir / CHECKPOINTS / "best", model, tokenizer)
             log.log(record)
-            if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end:
+            if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end or ctrl_c.requested:
                 save(done)
+            if ctrl_c.requested:
+                record["interrupted"] = True
+                break
     plot_loss(run_dir / METRICS_FILE, run_dir / "loss.png")
     return record
+
+
+class StopOnSigint:
+    """Turn Ctrl-C (SIGINT) into a request to stop after the current step, so the loop saves a checkpoint and
+    returns instead of dying mid-step; a second Ctrl-C interrupts at once. Only the main thread can own signals."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> StopOnSigint:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def validation_split(data_dir: Path) -> tuple[list[Path], float | None]:
