@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,3 +144,32 @@ def test_unwired_switches_are_refused_not_ignored(trained, data_dir, tmp_path, s
 
     with pytest.raises(ConfigError, match="not supported by the trainer yet"):
         train(fresh_model(), trained, data_dir, replace(CFG, **switch), tmp_path)
+
+
+def test_crash_while_saving_keeps_the_previous_checkpoint_and_resumes_exactly(trained, data_dir, tmp_path, monkeypatch):
+    from scratchllm.train import checkpoint as ckpt
+
+    straight = fresh_model()
+    train(straight, trained, data_dir, CFG, tmp_path / "a")
+    real_save_file = ckpt.save_file
+    saves = []
+
+    def crash_on_the_second_training_checkpoint(state, path, *args, **kwargs):
+        saves.append(path)
+        if "step_000008" in path:  # the save at the end of the run dies halfway (weights partly written)
+            Path(path).write_bytes(b"partial")
+            raise OSError("killed during save")
+        return real_save_file(state, path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "save_file", crash_on_the_second_training_checkpoint)
+    with pytest.raises(OSError, match="killed during save"):
+        train(fresh_model(), trained, data_dir, CFG, tmp_path / "b")
+    monkeypatch.setattr(ckpt, "save_file", real_save_file)
+    checkpoints = tmp_path / "b" / "checkpoints"
+    assert [p.name for p in checkpoint_dirs(tmp_path / "b")] == ["step_000004"]
+    assert not [p for p in checkpoints.iterdir() if p.name.startswith(".")]  # no half-written directory left
+    load_checkpoint(checkpoints / "step_000004")  # intact and loadable
+    resumed = fresh_model(seed=99)
+    train(resumed, trained, data_dir, CFG, tmp_path / "b", resume=True)
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
