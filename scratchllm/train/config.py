@@ -46,6 +46,9 @@ class TrainConfig:
     eps: float = 1e-8
     # Clip the global gradient norm to this value before each update; 0 turns clipping off (the norm is still logged).
     grad_clip: float = 1.0
+    # A step whose loss or gradient is NaN or inf is never applied. false: stop the run with an error naming the
+    # step; true: skip the step, log it, and go on (a long run survives a rare bad batch).
+    skip_nonfinite: bool = False
     # Sequences in one forward/backward pass (per process): what has to fit in memory.
     micro_batch_size: int = 16
     # Micro-batches accumulated into one optimizer step. The effective batch per process is

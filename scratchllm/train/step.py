@@ -24,6 +24,7 @@ should be all-reduced only once, after the last micro-batch, which is what ``no_
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class StepResult:
     loss: float  # mean cross-entropy over every counted target token of the step's batch, before the update
     tokens: int  # counted target tokens (targets != -100) over all micro-batches
     grad_norm: float  # global L2 norm of the gradient before clipping
+    updated: bool = True  # False when the loss or gradient was not finite and the update was skipped
 
 
 def accumulated_step(
@@ -84,6 +86,11 @@ def accumulated_step(
         grad_norm = nn.utils.clip_grad_norm_(params, grad_clip)  # returns the norm before clipping
     else:
         grad_norm = nn.utils.get_total_norm([p.grad for p in params])  # still worth logging
-    optimizer.step()
+    loss = float(torch.stack(sums).sum()) / tokens
+    # A NaN or inf anywhere would poison every weight through the update: never apply it. The caller decides
+    # whether that ends the run or just skips the step.
+    updated = math.isfinite(loss) and math.isfinite(float(grad_norm))
+    if updated:
+        optimizer.step()
     optimizer.zero_grad(set_to_none=True)  # frees the gradients' memory until the next backward
-    return StepResult(loss=float(torch.stack(sums).sum()) / tokens, tokens=tokens, grad_norm=float(grad_norm))
+    return StepResult(loss=loss, tokens=tokens, grad_norm=float(grad_norm), updated=updated)

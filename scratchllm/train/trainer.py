@@ -161,10 +161,11 @@ def train(
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # time the work, not its launch
             step_time = time.perf_counter() - t0
-            if not (math.isfinite(result.loss) and math.isfinite(result.grad_norm)):
+            if not result.updated and not cfg.skip_nonfinite:
                 raise TrainingError(
                     f"step {step}: the loss is {result.loss} and the gradient norm {result.grad_norm}; training "
-                    "diverged (lower lr, raise warmup_steps, or keep grad_clip on) -- no checkpoint was saved"
+                    "diverged (lower lr, raise warmup_steps, keep grad_clip on, or set train.skip_nonfinite=true) "
+                    "-- the update was not applied and no checkpoint was saved"
                 )
             done = step + 1
             record = {
@@ -172,6 +173,8 @@ def train(
                 "tokens_per_s": result.tokens / step_time, "step_time": step_time,
                 "peak_memory": peak_memory_bytes(device),
             }  # fmt: skip
+            if not result.updated:
+                record["skipped"] = True  # non-finite loss or gradient: this step changed nothing
             last = done == cfg.max_steps
             if val_paths and ((cfg.eval_every and done % cfg.eval_every == 0) or last):
                 val = evaluate(model, val_paths, tokenizer.hash, cfg, bytes_per_token)

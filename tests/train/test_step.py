@@ -145,3 +145,17 @@ def test_a_step_with_nothing_to_learn_is_refused():
         accumulated_step(model, [(x, torch.full_like(y, -100))], build_optimizer(model, TRAIN))
     with pytest.raises(ValueError, match="at least one micro-batch"):
         accumulated_step(model, [], build_optimizer(model, TRAIN))
+
+
+def test_a_non_finite_step_is_not_applied():
+    model = make_model()
+    optimizer = build_optimizer(model, TRAIN)
+    with torch.no_grad():
+        model.norm_f.weight[0] = float("nan")
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    result = accumulated_step(model, split(make_batches(False)[0]), optimizer)
+    assert not result.updated
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name]) or name == "norm_f.weight", name
+    assert torch.equal(model.norm_f.weight[1:], before["norm_f.weight"][1:])
+    assert all(p.grad is None for p in model.parameters())

@@ -20,7 +20,6 @@ from scratchllm.train import trainer
 from scratchllm.train.checkpoint import load_checkpoint
 from scratchllm.train.config import TrainConfig
 from scratchllm.train.metrics import read_metrics
-from scratchllm.train.step import StepResult
 from scratchllm.train.trainer import TrainingError, checkpoint_dirs, train
 
 MODEL = GPTConfig(vocab_size=2000, block_size=16, n_layer=1, n_head=2, d_model=32)
@@ -95,21 +94,44 @@ def test_keep_last_prunes_old_checkpoints(trained, data_dir, tmp_path):
     assert state["step"] == 8 and state["loader"]["step"] == 8 * CFG.grad_accum_steps
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(trained, data_dir, tmp_path, monkeypatch):
+def poison_step(monkeypatch, at_call: int, restore: bool) -> None:
+    """Make the step of call ``at_call`` see a NaN weight (so its loss and gradient are NaN); ``restore`` puts the
+    weight back afterwards, as if one batch had been bad."""
     real_step = trainer.accumulated_step
     calls = []
 
-    def diverge_at_step_5(*args, **kwargs):
-        result = real_step(*args, **kwargs)
-        calls.append(result)
-        return StepResult(math.nan, result.tokens, result.grad_norm) if len(calls) == 6 else result
+    def step(model, *args, **kwargs):
+        calls.append(1)
+        if len(calls) != at_call:
+            return real_step(model, *args, **kwargs)
+        saved = model.norm_f.weight[0].item()
+        with torch.no_grad():
+            model.norm_f.weight[0] = math.nan
+        result = real_step(model, *args, **kwargs)
+        if restore:
+            with torch.no_grad():
+                model.norm_f.weight[0] = saved
+        return result
 
-    monkeypatch.setattr(trainer, "accumulated_step", diverge_at_step_5)
+    monkeypatch.setattr(trainer, "accumulated_step", step)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(trained, data_dir, tmp_path, monkeypatch):
+    poison_step(monkeypatch, at_call=6, restore=False)
     with pytest.raises(TrainingError, match="step 5"):
         train(fresh_model(), trained, data_dir, CFG, tmp_path)
     assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step_000004"]
     model, _ = load_checkpoint(checkpoint_dirs(tmp_path)[0])
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_skip_nonfinite_skips_one_bad_step_and_goes_on(trained, data_dir, tmp_path, monkeypatch):
+    poison_step(monkeypatch, at_call=6, restore=True)
+    model = fresh_model()
+    train(model, trained, data_dir, replace(CFG, skip_nonfinite=True), tmp_path)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records if r.get("skipped")] == [5] and len(records) == 8
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the NaN update was never applied
 
 
 def test_cli_trains_end_to_end_and_refuses_a_mismatched_tokenizer(trained, data_dir, tmp_path, capsys):
