@@ -2,7 +2,7 @@
 #
 #   make demo    train and sample a tiny model on the embedded corpus (CPU, minutes)
 #   make test    the whole test suite (what .ci/run runs)
-#   make bench   benchmarks against the peers, side by side (tokenizer, generation, training memory; ~15 min)
+#   make bench   benchmarks against the peers, side by side (tokenizer, generation, training memory and speed; ~20 min)
 #   make book    build the manual (HTML and PDF)
 #   make lint    ruff check + ruff format --check
 #   make clean   remove caches and build files (keeps .venv, runs/ and out/); `make distclean` also removes .venv
@@ -32,6 +32,7 @@ bench: $(VENV)/.stamp-test
 	$(BIN)/python benchmarks/tokenizer.py
 	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/memory.py
+	$(BIN)/python benchmarks/train.py
 
 book: $(VENV)/.stamp-core
 	$(BIN)/scratchllm book
