@@ -32,6 +32,7 @@ class RandomWindows:
     ):
         self.shards = [open_shard(p, tokenizer_hash) for p in paths]
         self.starts = np.array([max(0, len(s) - seq_len) for s in self.shards], dtype=np.int64)  # window starts
+        self.ends = np.cumsum(self.starts)  # shard i owns flat starts [ends[i] - starts[i], ends[i])
         if not paths or self.starts.sum() == 0:
             raise ShardError(
                 f"no shard holds a window of {seq_len + 1} tokens ({len(paths)} shards); "
@@ -44,9 +45,9 @@ class RandomWindows:
         """The batch of ``step``: inputs (B, T) and targets (B, T), int64."""
         rng = np.random.default_rng([self.seed, step, self.rank])
         # A window is a uniformly random start among all starts of all shards.
-        flat = rng.integers(0, self.starts.sum(), size=self.batch_size)  # (B,)
-        shard = np.searchsorted(np.cumsum(self.starts), flat, side="right")  # (B,)
-        offset = flat - (np.cumsum(self.starts) - self.starts)[shard]  # (B,)
+        flat = rng.integers(0, self.ends[-1], size=self.batch_size)  # (B,)
+        shard = np.searchsorted(self.ends, flat, side="right")  # (B,)
+        offset = flat - (self.ends - self.starts)[shard]  # (B,)
         windows = np.stack(
             [self.shards[s][o : o + self.seq_len + 1].astype(np.int64) for s, o in zip(shard, offset)]
         )  # (B, T+1)

@@ -40,17 +40,6 @@ def bos_id(tokenizer: Tokenizer) -> int:
     return tokenizer.special_tokens[BOS]
 
 
-def _batches(docs: Iterable, size: int) -> Iterable[list[str]]:
-    batch: list[str] = []
-    for doc in docs:
-        batch.append(doc.text)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def tokenize_split(
     tokenizer: Tokenizer,
     corpus: CorpusConfig,
@@ -63,13 +52,19 @@ def tokenize_split(
     bos = bos_id(tokenizer)
     writer = ShardWriter(out_dir, corpus.split, tokenizer.hash, tokenizer.vocab_size, shard_tokens)
     documents = size = 0
+
+    def texts() -> Iterable[str]:  # counts as the encoder reads, so the corpus is read once and never held whole
+        nonlocal documents, size
+        for doc in open_corpus(corpus):
+            documents += 1
+            size += len(doc.text.encode("utf-8", "surrogateescape"))
+            yield doc.text
+
     bar = tqdm(desc=f"tokenizing {corpus.split}", unit="doc", disable=not progress)
-    for texts in _batches(open_corpus(corpus), 64):
-        for text, ids in zip(texts, tokenizer.encode_batch(texts, workers, disallowed_special=())):
-            writer.add([bos, *ids])
-            size += len(text.encode("utf-8", "surrogateescape"))
-        documents += len(texts)
-        bar.update(len(texts))
+    # One stream through one pool of workers for the whole split, rather than a pool per batch of documents.
+    for ids in tokenizer.encode_iter(texts(), workers, disallowed_special=()):
+        writer.add([bos, *ids])
+        bar.update(1)
     writer.flush()
     bar.close()
     return SplitReport(documents, writer.total_tokens, size, [p.name for p in writer.paths])

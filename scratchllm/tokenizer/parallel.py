@@ -64,3 +64,15 @@ def batch_texts(texts: Iterable[str], batch_bytes: int) -> Iterator[list[str]]:
             batch, size = [], 0
     if batch:
         yield batch
+
+
+def batch_texts_by_count(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Lists of ``size`` consecutive texts (the last may be shorter)."""
+    batch: list[str] = []
+    for text in texts:
+        batch.append(text)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -16,7 +16,7 @@ import hashlib
 import importlib.util
 import json
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +25,7 @@ import regex
 
 from . import formats
 from .errors import DisallowedSpecialError, EmptyCorpusError, SpecialTokenError, VocabSizeError
-from .parallel import default_workers, ordered_map
+from .parallel import batch_texts_by_count, default_workers, ordered_map
 from .patterns import pattern_name, resolve_pattern
 from .regex_bpe import RegexBPE
 from .train import count_chunks, learn_merges
@@ -178,26 +178,37 @@ class Tokenizer(RegexBPE):
         disallowed_special: SpecialSet = "all",
         backend: Literal["auto", "python", "tiktoken"] = "auto",
     ) -> list[list[int]]:
-        """Encode many texts with the same ids as ``encode`` one by one, in bulk.
-
-        ``backend="python"`` spreads our own encoder over ``workers`` processes (None: all CPUs).
-        ``backend="tiktoken"`` hands the work to the exported tiktoken encoding (Rust, ``workers`` threads): the
-        ids are identical (tested), only faster. ``"auto"`` takes tiktoken when it is installed.
-        """
+        """Encode many texts with the same ids as ``encode`` one by one, in bulk (see ``encode_iter``)."""
         texts = list(texts)
+        batch = max(1, len(texts) // (4 * (workers or default_workers())))
+        return list(self.encode_iter(texts, workers, allowed_special, disallowed_special, backend, batch))
+
+    def encode_iter(
+        self,
+        texts: Iterable[str],
+        workers: int | None = None,
+        allowed_special: SpecialSet = frozenset(),
+        disallowed_special: SpecialSet = "all",
+        backend: Literal["auto", "python", "tiktoken"] = "auto",
+        batch: int = 64,
+    ) -> Iterator[list[int]]:
+        """Encode a stream of texts (of any length: a whole corpus) in order, ``batch`` texts per unit of work.
+
+        ``backend="python"`` spreads our own encoder over ``workers`` processes (None: all CPUs), started once for
+        the whole stream. ``backend="tiktoken"`` hands the work to the exported tiktoken encoding (Rust, ``workers``
+        threads): the ids are identical (tested), only faster. ``"auto"`` takes tiktoken when it is installed.
+        """
         workers = workers or default_workers()
         if backend == "auto":
             backend = "tiktoken" if importlib.util.find_spec("tiktoken") else "python"
+        batches = batch_texts_by_count(texts, batch)
         if backend == "tiktoken":
-            return self._encode_batch_tiktoken(texts, workers, allowed_special, disallowed_special)
-        per_batch = max(1, len(texts) // (4 * workers))
-        batches = [
-            (texts[i : i + per_batch], allowed_special, disallowed_special) for i in range(0, len(texts), per_batch)
-        ]
-        out: list[list[int]] = []
-        for encoded in ordered_map(_encode_batch, batches, workers, _init_encoder, (self,)):
-            out.extend(encoded)
-        return out
+            for texts_ in batches:
+                yield from self._encode_batch_tiktoken(texts_, workers, allowed_special, disallowed_special)
+            return
+        jobs = ((texts_, allowed_special, disallowed_special) for texts_ in batches)
+        for encoded in ordered_map(_encode_batch, jobs, workers, _init_encoder, (self,)):
+            yield from encoded
 
     def _encode_batch_tiktoken(
         self, texts: list[str], threads: int, allowed_special: SpecialSet, disallowed_special: SpecialSet

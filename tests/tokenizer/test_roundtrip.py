@@ -70,3 +70,12 @@ def test_bulk_tiktoken_backend_gives_identical_ids(trained, sample_texts):
         assert trained.encode_batch(texts, 2, allowed, disallowed_special=(), backend="tiktoken") == expected
     with pytest.raises(DisallowedSpecialError):
         trained.encode_batch(["x <|user|> y"], backend="tiktoken")
+
+
+@pytest.mark.parametrize("backend", ["python", "tiktoken"])
+def test_encode_iter_streams_a_generator_in_order(trained, sample_texts, backend):
+    if backend == "tiktoken":
+        pytest.importorskip("tiktoken")
+    texts = sample_texts[:25]
+    streamed = trained.encode_iter((t for t in texts), workers=2, disallowed_special=(), backend=backend, batch=4)
+    assert list(streamed) == [trained.encode(t, disallowed_special=()) for t in texts]

@@ -8,14 +8,16 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from scratchllm.model import GPT, GPTConfig
-from scratchllm.train.config import TrainConfig
+# The data and the naive recipe are the experiment's own (docs/04 quotes its numbers), so text and test agree.
+from scratchllm.book.experiments.grad_accum import MODEL as CFG
+from scratchllm.book.experiments.grad_accum import TRAIN, naive_step
+from scratchllm.book.experiments.grad_accum import batches as experiment_batches
+from scratchllm.book.experiments.grad_accum import max_param_diff as max_diff
+from scratchllm.model import GPT
 from scratchllm.train.optim import build_optimizer
 from scratchllm.train.step import accumulated_step
 
-CFG = GPTConfig(vocab_size=100, block_size=32, n_layer=2, n_head=2, d_model=32)
-TRAIN = TrainConfig(lr=1e-3, weight_decay=0.1, grad_clip=0.0)
-B, T, K, STEPS = 8, 16, 4, 3  # one batch of 8 = 4 micro-batches of 2; a few steps so Adam's moments matter
+K, STEPS = 4, 3  # one batch of 8 = 4 micro-batches of 2; a few steps so Adam's moments matter
 
 
 def make_model() -> GPT:
@@ -24,36 +26,13 @@ def make_model() -> GPT:
 
 
 def make_batches(masked: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """STEPS full batches (B, T). ``masked``: rows ignore very different numbers of targets (-100), so the four
-    micro-batches count 32, 16, 6 and 2 targets."""
-    g = torch.Generator().manual_seed(1)
-    batches = []
-    for _ in range(STEPS):
-        x = torch.randint(0, CFG.vocab_size, (B, T), generator=g)
-        y = torch.randint(0, CFG.vocab_size, (B, T), generator=g)
-        if masked:
-            counted = [16, 16, 16, 0, 3, 3, 0, 2]  # per row: the first n targets count, the rest are padding
-            for row, n in enumerate(counted):
-                y[row, n:] = -100
-        batches.append((x, y))
-    return batches
+    """STEPS batches of 8; ``masked``: the four micro-batches count 32, 16, 6 and 2 targets."""
+    return experiment_batches(STEPS, masked)
 
 
 def split(batch):
     x, y = batch
     return list(zip(x.chunk(K), y.chunk(K)))
-
-
-def max_diff(a: torch.nn.Module, b: torch.nn.Module) -> float:
-    return max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters()))
-
-
-def naive_step(model, micro_batches, optimizer):
-    """The bug: the mean loss of each micro-batch, divided by the number of micro-batches."""
-    for x, y in micro_batches:
-        (model(x, y) / len(micro_batches)).backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
 
 
 @pytest.mark.parametrize("masked", [False, True], ids=["full", "masked"])
