@@ -66,10 +66,11 @@ class TrainConfig:
     checkpoint_every: int = 500
     # Keep the newest this many periodic checkpoints, deleting older ones; 0 keeps them all.
     keep_last: int = 3
-    # Precision of the forward pass: "fp32"; "bf16" or "fp16" under autocast with fp32 weights (fp16 also needs loss
-    # scaling). On a CPU, "fp32" is the safe choice.
+    # Precision of the forward pass: "fp32"; "bf16" or "fp16" under autocast with fp32 weights, fp16 with a dynamic
+    # loss scaler (train/precision.py). bf16 suits GPUs from Ampere on; on a CPU without bf16 units "fp32" is faster.
     dtype: str = "fp32"
-    # Compile the model with torch.compile (faster steps after a slow first one; mostly useful on GPUs).
+    # Compile the model with torch.compile: the first step pays tens of seconds of compilation, later steps run about
+    # 2x faster on a CPU (C++ kernels; needs a C++ compiler, else the run warns and stays eager).
     compile: bool = False
 
     def __post_init__(self) -> None:

@@ -36,14 +36,17 @@ STATE_FILE = "state.json"
 
 
 def rng_state() -> dict[str, Any]:
-    """The states of Python's, NumPy's and torch's CPU generators, as JSON-friendly lists."""
+    """The states of Python's, NumPy's and torch's CPU generators (and every GPU's), as JSON-friendly lists."""
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
+    state = {
         "python": [version, list(internal), gauss],
         "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state().tolist(),  # a uint8 tensor: its bytes as a list of small ints
     }
+    if torch.cuda.is_available():
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]  # one generator per GPU
+    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -53,6 +56,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
 
 
 def save_training_checkpoint(

@@ -43,6 +43,9 @@ class StepResult:
     tokens: int  # counted target tokens (targets != -100) over all micro-batches
     grad_norm: float  # global L2 norm of the gradient before clipping
     updated: bool = True  # False when the loss or gradient was not finite and the update was skipped
+    # fp16 only: the loss was finite but a scaled gradient overflowed; the scaler skipped the step and lowered its
+    # scale. Routine in the first steps of an fp16 run, not a divergence.
+    overflow: bool = False
 
 
 def accumulated_step(
@@ -53,6 +56,7 @@ def accumulated_step(
     *,
     no_sync: Callable[[], AbstractContextManager] = nullcontext,
     autocast: Callable[[], AbstractContextManager] = nullcontext,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> StepResult:
     """Forward and backward every (inputs, targets) micro-batch, then clip, step and zero the gradients.
 
@@ -60,6 +64,8 @@ def accumulated_step(
     entered around every micro-batch but the last, e.g. ``model.no_sync`` under DDP so that gradients are
     all-reduced once per step instead of once per micro-batch. ``autocast``: a context factory around each forward
     pass, e.g. ``lambda: torch.autocast("cuda", torch.bfloat16)``; backward runs outside it, as PyTorch advises.
+    ``scaler``: fp16's loss scaler (train/precision.py): the loss is scaled before backward, the gradients unscaled
+    before clipping, and an update whose gradients overflowed is skipped by the scaler, which then lowers its scale.
     Gradients must be empty (None or zero) on entry; they are set to None on return.
     """
     micro_batches = list(micro_batches)  # iterated twice: once to count, once to compute
@@ -78,10 +84,13 @@ def accumulated_step(
                 micro_sum = model(inputs, targets, reduction="sum")  # sum of CE over this micro-batch's targets
             # Dividing by the step's total (not this micro-batch's count) makes the accumulated .grad the gradient
             # of the mean over all tokens of the step.
-            (micro_sum / tokens).backward()
+            micro_loss = micro_sum / tokens
+            (scaler.scale(micro_loss) if scaler is not None else micro_loss).backward()
         sums.append(micro_sum.detach().float())
 
     params = [p for p in model.parameters() if p.grad is not None]
+    if scaler is not None:
+        scaler.unscale_(optimizer)  # clip and report the true gradient, not the scaled one
     if grad_clip > 0:
         grad_norm = nn.utils.clip_grad_norm_(params, grad_clip)  # returns the norm before clipping
     else:
@@ -90,7 +99,11 @@ def accumulated_step(
     # A NaN or inf anywhere would poison every weight through the update: never apply it. The caller decides
     # whether that ends the run or just skips the step.
     updated = math.isfinite(loss) and math.isfinite(float(grad_norm))
-    if updated:
+    if scaler is not None:
+        scaler.step(optimizer)  # skips the update itself when a gradient is inf or NaN
+        scaler.update()  # and then halves the scale; after a run of good steps it doubles it
+    elif updated:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)  # frees the gradients' memory until the next backward
-    return StepResult(loss=loss, tokens=tokens, grad_norm=float(grad_norm), updated=updated)
+    overflow = scaler is not None and math.isfinite(loss) and not updated
+    return StepResult(loss=loss, tokens=tokens, grad_norm=float(grad_norm), updated=updated, overflow=overflow)

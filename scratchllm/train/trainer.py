@@ -23,8 +23,8 @@ import shutil
 import signal
 import threading
 import time
-from contextlib import nullcontext
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +34,17 @@ from tqdm.auto import tqdm
 from ..config import ConfigError, save_config
 from ..data.loader import RandomWindows, sequential_windows
 from ..data.tokenize import REPORT, shard_paths
-from ..model import GPT
+from ..model import GPT, flops_per_token
 from ..model.loss import IGNORE_INDEX
 from ..tokenizer import Tokenizer
 from .checkpoint import CheckpointError, save_checkpoint
 from .config import TrainConfig
 from .memory import peak_memory_bytes, reset_peak_memory
 from .metrics import METRICS_FILE, MetricsLog, plot_loss
+from .mfu import matmul_peak_flops, mfu
 from .optim import build_optimizer
+from .precision import CompiledSteps, autocast_factory, grad_scaler
+from .report import write_report
 from .schedule import lr_at, set_lr
 from .state import load_training_checkpoint, save_training_checkpoint
 from .step import accumulated_step
@@ -107,16 +110,13 @@ def train(
             f"seq_len ({cfg.seq_len}) is longer than the model's block_size ({model.config.block_size}); "
             "lower train.seq_len or raise model.block_size"
         )
-    if cfg.compile or cfg.dtype == "fp16":
-        # Not wired in yet (fp16 needs a gradient scaler): refuse rather than silently train in plain fp32.
-        raise ConfigError(
-            "train.compile=true and train.dtype=fp16 are not supported by the trainer yet; use fp32 or bf16"
-        )
     run_dir, data_dir = Path(run_dir), Path(data_dir)
     seed_everything(cfg.seed)
     optimizer = build_optimizer(model, cfg)
     loader = RandomWindows(shard_paths(data_dir, "train"), cfg.micro_batch_size, cfg.seq_len, tokenizer.hash, cfg.seed)
     val_paths, bytes_per_token = validation_split(data_dir)
+    device = model.lm_head.weight.device
+    scaler = grad_scaler(cfg.dtype, device)
 
     start, best = 0, math.inf
     if resume:
@@ -126,19 +126,25 @@ def train(
         state = load_training_checkpoint(saved[-1], model, optimizer)  # also restores the RNG states
         loader.load_state_dict(state["loader"])
         start, best = state["step"], state["extra"].get("best_val_loss", math.inf)
+        if scaler is not None and "grad_scaler" in state["extra"]:
+            scaler.load_state_dict(state["extra"]["grad_scaler"])
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(job if job is not None else cfg, run_dir / "config.toml")
 
     end = cfg.max_steps if stop_at is None else min(stop_at, cfg.max_steps)
-    device = model.lm_head.weight.device
-    # bf16 autocast runs the matmuls in bfloat16 and keeps weights, norms and the loss in fp32. On CPUs without bf16
-    # instructions it is much slower than fp32 (chapter 3), which is why fp32 is the default.
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.dtype == "bf16" else nullcontext
+    autocast = autocast_factory(cfg.dtype, device)  # train/precision.py: why fp32 is the CPU default
+    steps = CompiledSteps(model, cfg.compile)
+    one_step = partial(accumulated_step, optimizer=optimizer, grad_clip=cfg.grad_clip, autocast=autocast, scaler=scaler)
+    # MFU's denominator is measured on this machine, in the training dtype, once per run (about a second on a CPU).
+    peak_flops = matmul_peak_flops(device, cfg.dtype)
+    model_flops = flops_per_token(model.config, cfg.seq_len)
     record: dict = {}
     model.train()
 
     def save(step: int) -> None:
         extra = {"best_val_loss": best, "train_config": asdict(cfg)}
+        if scaler is not None:
+            extra["grad_scaler"] = scaler.state_dict()
         target = run_dir / CHECKPOINTS / f"step_{step:06d}"
         save_training_checkpoint(target, model, tokenizer, optimizer, loader.state_dict(), step, extra)
         # Prune only now that the new checkpoint is complete: a crash above leaves the older ones in place.
@@ -157,24 +163,28 @@ def train(
                 # The loader's step counts micro-batches, so the data position survives a resume exactly.
                 micro.append(loader.batch(loader.step))
                 loader.step += 1
-            result = accumulated_step(model, micro, optimizer, cfg.grad_clip, autocast=autocast)
+            result = steps.run(partial(one_step, micro_batches=micro), optimizer)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # time the work, not its launch
             step_time = time.perf_counter() - t0
-            if not result.updated and not cfg.skip_nonfinite:
+            if not result.updated and not result.overflow and not cfg.skip_nonfinite:
                 raise TrainingError(
                     f"step {step}: the loss is {result.loss} and the gradient norm {result.grad_norm}; training "
                     "diverged (lower lr, raise warmup_steps, keep grad_clip on, or set train.skip_nonfinite=true) "
                     "-- the update was not applied and no checkpoint was saved"
                 )
             done = step + 1
+            tokens_per_s = result.tokens / step_time
             record = {
                 "step": step, "loss": result.loss, "lr": lr, "grad_norm": result.grad_norm,
-                "tokens_per_s": result.tokens / step_time, "step_time": step_time,
-                "peak_memory": peak_memory_bytes(device),
+                "tokens_per_s": tokens_per_s, "mfu": mfu(model_flops, tokens_per_s, peak_flops),
+                "step_time": step_time, "peak_memory": peak_memory_bytes(device),
             }  # fmt: skip
+            if scaler is not None:
+                record["loss_scale"] = scaler.get_scale()
             if not result.updated:
-                record["skipped"] = True  # non-finite loss or gradient: this step changed nothing
+                # this step changed nothing: an fp16 overflow (routine) or a non-finite loss or gradient
+                record["skipped"] = "overflow" if result.overflow else True
             last = done == cfg.max_steps
             if val_paths and ((cfg.eval_every and done % cfg.eval_every == 0) or last):
                 val = evaluate(model, val_paths, tokenizer.hash, cfg, bytes_per_token)
@@ -189,6 +199,7 @@ def train(
                 record["interrupted"] = True
                 break
     plot_loss(run_dir / METRICS_FILE, run_dir / "loss.png")
+    write_report(run_dir, peak_flops=peak_flops)
     return record
 
 

@@ -3,6 +3,7 @@ micro-batches count very different numbers of targets, where the naive per-micro
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 
 import pytest
@@ -137,4 +138,33 @@ def test_a_non_finite_step_is_not_applied():
     for name, p in model.named_parameters():
         assert torch.equal(p, before[name]) or name == "norm_f.weight", name
     assert torch.equal(model.norm_f.weight[1:], before["norm_f.weight"][1:])
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_loss_scaling_gives_the_unscaled_update_exactly():
+    """The scaler multiplies the loss by a power of two and divides the gradients by it again: in fp32 with no
+    overflow both are exact, so the parameters must equal those of the plain step bit for bit."""
+    batches = make_batches(masked=True)
+    plain, scaled = make_model(), make_model()
+    opt_plain, opt_scaled = build_optimizer(plain, TRAIN), build_optimizer(scaled, TRAIN)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    for batch in batches:
+        a = accumulated_step(plain, split(batch), opt_plain, 1.0)
+        b = accumulated_step(scaled, split(batch), opt_scaled, 1.0, scaler=scaler)
+        assert b.updated and not b.overflow and a.grad_norm == pytest.approx(b.grad_norm, rel=1e-6)
+    assert max_diff(plain, scaled) == 0.0
+    assert scaler.get_scale() == 2.0**12  # no overflow: the scale grows only after growth_interval good steps
+
+
+def test_an_overflowing_scaled_step_is_skipped_and_the_scale_halved():
+    model = make_model()
+    optimizer = build_optimizer(model, TRAIN)
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    # fp16 tops out at 65,504: a loss scaled by 2^40 overflows the half-precision gradients of the matmuls.
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
+    fp16 = lambda: torch.autocast("cpu", dtype=torch.float16)
+    result = accumulated_step(model, split(make_batches(False)[0]), optimizer, 1.0, autocast=fp16, scaler=scaler)
+    assert result.overflow and not result.updated and math.isfinite(result.loss)
+    assert scaler.get_scale() == 2.0**39
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
     assert all(p.grad is None for p in model.parameters())

@@ -160,12 +160,58 @@ def test_bf16_autocast_trains(trained, data_dir, tmp_path):
     assert math.isfinite(final["loss"])
 
 
-@pytest.mark.parametrize("switch", [{"compile": True}, {"dtype": "fp16"}])
-def test_unwired_switches_are_refused_not_ignored(trained, data_dir, tmp_path, switch):
-    from scratchllm.config import ConfigError
+def test_fp16_trains_with_a_loss_scaler_that_survives_a_resume(trained, data_dir, tmp_path):
+    cfg = replace(CFG, dtype="fp16")
+    train(fresh_model(), trained, data_dir, cfg, tmp_path, stop_at=4)
+    scale = read_metrics(tmp_path / "metrics.jsonl")[-1]["loss_scale"]
+    state = json.loads((checkpoint_dirs(tmp_path)[-1] / "train_state" / "state.json").read_text())
+    assert state["extra"]["grad_scaler"]["scale"] == scale
+    final = train(fresh_model(), trained, data_dir, cfg, tmp_path, resume=True)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert math.isfinite(final["loss"]) and [r["step"] for r in records] == list(range(8))
+    assert all(r["loss_scale"] > 0 for r in records)
 
-    with pytest.raises(ConfigError, match="not supported by the trainer yet"):
-        train(fresh_model(), trained, data_dir, replace(CFG, **switch), tmp_path)
+
+def test_compile_failure_falls_back_to_the_eager_step(trained, data_dir, tmp_path, monkeypatch, capsys):
+    """Where torch.compile cannot work (no C++ compiler), the run warns and continues eagerly: same weights as an
+    eager run, bit for bit, because the failed attempt leaves no gradient behind."""
+    from scratchllm.train import precision
+
+    def broken_compile(model):
+        def fail(*args, **kwargs):
+            raise RuntimeError("InductorError: no working C++ compiler found\nmore detail")
+
+        return fail
+
+    eager = fresh_model()
+    train(eager, trained, data_dir, replace(CFG, checkpoint_every=0), tmp_path / "eager")
+    monkeypatch.setattr(precision.torch, "compile", broken_compile)
+    fallback = fresh_model()
+    train(fallback, trained, data_dir, replace(CFG, checkpoint_every=0, compile=True), tmp_path / "compiled")
+    assert "torch.compile failed (InductorError: no working C++ compiler found)" in capsys.readouterr().err
+    for (name, a), b in zip(eager.state_dict().items(), fallback.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(trained, data_dir, tmp_path):
+    """torch.compile fuses kernels (C++ on this CPU): the losses must match eager mode to float rounding."""
+    cfg = replace(CFG, max_steps=3, eval_every=0, checkpoint_every=0)
+    train(fresh_model(), trained, data_dir, cfg, tmp_path / "eager")
+    train(fresh_model(), trained, data_dir, replace(cfg, compile=True), tmp_path / "compiled")
+    eager = [r["loss"] for r in read_metrics(tmp_path / "eager" / "metrics.jsonl")]
+    compiled = [r["loss"] for r in read_metrics(tmp_path / "compiled" / "metrics.jsonl")]
+    assert compiled == pytest.approx(eager, rel=1e-4)
+
+
+def test_mfu_is_logged_and_the_report_quotes_the_records(trained, data_dir, tmp_path):
+    final = train(fresh_model(), trained, data_dir, CFG, tmp_path)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert all(0 < r["mfu"] < 1 for r in records)
+    report = (tmp_path / "report.md").read_text()
+    assert f"| held-out bits per byte | {final['val_bpb']:.4f} |" in report
+    assert f"| optimizer steps | {CFG.max_steps} |" in report
+    assert "![training and validation loss](loss.png)" in report and "```toml" in report
 
 
 def test_crash_while_saving_keeps_the_previous_checkpoint_and_resumes_exactly(trained, data_dir, tmp_path, monkeypatch):
