@@ -4,7 +4,9 @@ For each preset, the Hugging Face class that computes the same model (``LlamaFor
 ``GPT2LMHeadModel`` for `gpt2`, SDPA attention) is built from the same config and given the same weights; both train
 with ``torch.optim.AdamW`` (same groups of decay) on the same random batches, fp32, CPU, all cores. Steps alternate
 between the two after one warm-up step each, and the best step time counts. MFU is model FLOPs (``flops_per_token``)
-per second over the machine's fp32 matmul peak, measured in the same run. Run: `python benchmarks/train.py [--quick]`.
+per second over the machine's fp32 matmul peak, measured in the same run. Each preset is timed eager and then with
+both models under ``torch.compile`` (C++ kernels on a CPU; the first steps, which compile, are not timed).
+Run: `python benchmarks/train.py [--quick] [--no-compile]`.
 """
 
 from __future__ import annotations
@@ -16,16 +18,9 @@ import torch
 
 from scratchllm.model import GPT, GPTConfig, flops_per_token
 from scratchllm.train.config import TrainConfig
+from scratchllm.train.mfu import matmul_peak_flops, mfu
 from scratchllm.train.optim import build_optimizer
 from scratchllm.train.step import accumulated_step
-
-
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Best fp32 GFLOP/s of an (n x n) @ (n x n) product on this machine (2 n^3 FLOPs)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
 
 
 def _timed(fn) -> float:
@@ -45,8 +40,9 @@ def hf_twin(model: GPT):
         return transformers.AutoModelForCausalLM.from_pretrained(tmp, attn_implementation="sdpa")
 
 
-def compare(preset: str, batch: int, seq: int, steps: int, peak: float) -> None:
-    """Time training steps of our model and its transformers twin on the same batches; print tokens/s and MFU."""
+def compare(preset: str, batch: int, seq: int, steps: int, peak: float, compiled: bool = False) -> None:
+    """Time training steps of our model and its transformers twin on the same batches; print tokens/s and MFU.
+    ``compiled``: run both through ``torch.compile``."""
     cfg = GPTConfig.preset(preset)
     torch.manual_seed(0)
     ours = GPT.build(cfg).train()
@@ -55,41 +51,46 @@ def compare(preset: str, batch: int, seq: int, steps: int, peak: float) -> None:
     opt_ours = build_optimizer(ours, train_cfg)
     opt_theirs = torch.optim.AdamW(theirs.parameters(), lr=1e-4, betas=train_cfg.betas)
     g = torch.Generator().manual_seed(1)
-    data = [torch.randint(0, cfg.vocab_size, (batch, seq + 1), generator=g) for _ in range(steps + 1)]
+    warmup = 2 if compiled else 1  # compilation happens in the first call (and a recompile may follow)
+    data = [torch.randint(0, cfg.vocab_size, (batch, seq + 1), generator=g) for _ in range(steps + warmup)]
+    run_ours = torch.compile(ours) if compiled else ours
+    run_theirs = torch.compile(theirs) if compiled else theirs
 
     def ours_step(tokens: torch.Tensor) -> None:
-        accumulated_step(ours, [(tokens[:, :-1], tokens[:, 1:])], opt_ours, 1.0)
+        accumulated_step(run_ours, [(tokens[:, :-1], tokens[:, 1:])], opt_ours, 1.0)
 
     def theirs_step(tokens: torch.Tensor) -> None:
         # transformers shifts the labels itself (it scores T-1 of the T positions; the forward costs the same).
-        theirs(input_ids=tokens[:, :-1], labels=tokens[:, :-1]).loss.backward()
+        run_theirs(input_ids=tokens[:, :-1], labels=tokens[:, :-1]).loss.backward()
         torch.nn.utils.clip_grad_norm_(theirs.parameters(), 1.0)
         opt_theirs.step()
         opt_theirs.zero_grad(set_to_none=True)
 
-    ours_step(data[0]), theirs_step(data[0])  # warm-up
+    for tokens in data[:warmup]:
+        ours_step(tokens), theirs_step(tokens)
     best = {"scratchllm": float("inf"), "transformers": float("inf")}
-    for tokens in data[1:]:  # alternate, so that a slow phase of a shared machine hits both sides
+    for tokens in data[warmup:]:  # alternate, so that a slow phase of a shared machine hits both sides
         best["scratchllm"] = min(best["scratchllm"], _timed(lambda t=tokens: ours_step(t)))
         best["transformers"] = min(best["transformers"], _timed(lambda t=tokens: theirs_step(t)))
-    print(f"{preset}: batch {batch} x {seq} tokens")
+    print(f"{preset}: batch {batch} x {seq} tokens{', torch.compile' if compiled else ', eager'}")
     for name, seconds in best.items():
         tps = batch * seq / seconds
-        mfu = flops_per_token(cfg, seq) * tps / (peak * 1e9)
-        print(f"  {name:12s} {tps:8.0f} tokens/s   MFU {100 * mfu:5.1f}%")
+        print(f"  {name:12s} {tps:8.0f} tokens/s   MFU {100 * mfu(flops_per_token(cfg, seq), tps, peak):5.1f}%")
     print(f"  ratio scratchllm / transformers: {best['transformers'] / best['scratchllm']:.2f}x (target >= 1.0)\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny only")
+    parser.add_argument("--no-compile", action="store_true", help="eager only")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per side (default 3)")
     args = parser.parse_args()
-    peak = matmul_peak_gflops()
-    print(f"fp32 matmul peak of this machine: {peak:.0f} GFLOP/s ({torch.get_num_threads()} threads)\n")
-    compare("tiny", 8, 256, args.steps, peak)
-    if not args.quick:
-        compare("gpt2", 4, 256, args.steps, peak)
+    peak = matmul_peak_flops("cpu", "fp32")
+    print(f"fp32 matmul peak of this machine: {peak / 1e9:.0f} GFLOP/s ({torch.get_num_threads()} threads)\n")
+    for compiled in [False] if args.no_compile else [False, True]:
+        compare("tiny", 8, 256, args.steps, peak, compiled)
+        if not args.quick:
+            compare("gpt2", 4, 256, args.steps, peak, compiled)
 
 
 if __name__ == "__main__":

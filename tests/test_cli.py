@@ -11,6 +11,7 @@ import pytest
 
 from scratchllm.cli import PLANNED, main
 from scratchllm.tokenizer import Tokenizer
+from scratchllm.train.metrics import read_metrics
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -143,9 +144,14 @@ def test_tokenize_needs_a_bos_token(corpus, tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
-    args = ["demo", "--out", str(tmp_path), "--steps", "2", "corpus.max_documents=60", "tokenizer.vocab_size=600"]
+    args = ["demo", "--out", str(tmp_path), "--steps", "2", "--no-compile", "corpus.max_documents=60",
+            "tokenizer.vocab_size=600"]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "step 4/4" in out and "bits per byte on held-out files" in out
+    assert "step 5/5" in out and "bits per byte on held-out files" in out
     for path in ["tokenizer/tokenizer.json", "tokens/train_00000.bin", "train/metrics.jsonl", "train/loss.png"]:
         assert (tmp_path / path).is_file(), path
+    bpb = read_metrics(tmp_path / "train" / "metrics.jsonl")[-1]["val_bpb"]
+    report = (tmp_path / "train" / "report.md").read_text()
+    assert f"Held-out bits per byte: {bpb:.3f}" in report and f"| held-out bits per byte | {bpb:.4f} |" in report
+    assert report.count("Prompt `") == 4 and "![training and validation loss](loss.png)" in report

@@ -34,10 +34,16 @@ def workspace(trained, tmp_path_factory):
 def start(root: Path, run: str, steps: int, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "scratchllm", "train", "--data", str(root / "tokens"), "--tokenizer",
            str(root / "tok"), "--out", str(root / run), *TINY, f"train.max_steps={steps}", *extra]  # fmt: skip
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Output goes to a file, not a pipe: a pipe nobody reads fills up and blocks the child on a slow, busy machine.
+    with open(output(root, run), "a") as log:
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
-def wait_for_step(root: Path, run: str, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+def output(root: Path, run: str) -> Path:
+    return root / f"{run}.log"
+
+
+def wait_for_step(root: Path, run: str, step: int, proc: subprocess.Popen, timeout: float = 600) -> None:
     """Block until the run has logged ``step`` (metrics.jsonl lines are flushed one per step)."""
     metrics = root / run / "metrics.jsonl"
     deadline = time.monotonic() + timeout
@@ -45,7 +51,7 @@ def wait_for_step(root: Path, run: str, step: int, proc: subprocess.Popen, timeo
         if metrics.is_file() and len(metrics.read_text().splitlines()) > step:
             return
         if proc.poll() is not None:
-            raise AssertionError(f"training ended early: {proc.stderr.read()}")
+            raise AssertionError(f"training ended early: {output(root, run).read_text()}")
         time.sleep(0.02)
     raise AssertionError("training did not reach the step in time")
 
@@ -58,7 +64,7 @@ def final_weights(root: Path, run: str, steps: int) -> dict[str, torch.Tensor]:
 def test_sigkill_then_resume_is_bit_identical(workspace):
     steps = 30
     straight = start(workspace, "straight", steps)
-    assert straight.wait(timeout=300) == 0, straight.stderr.read()
+    assert straight.wait(timeout=900) == 0, output(workspace, "straight").read_text()
 
     kill_after = random.Random().randint(2, steps - 2)  # a random step, possibly mid-checkpoint
     victim = start(workspace, "killed", steps)
@@ -66,7 +72,7 @@ def test_sigkill_then_resume_is_bit_identical(workspace):
     os.kill(victim.pid, signal.SIGKILL)
     assert victim.wait(timeout=60) == -signal.SIGKILL  # it really died mid-run, not after finishing
     resumed = start(workspace, "killed", steps, "--resume")
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert resumed.wait(timeout=900) == 0, output(workspace, "killed").read_text()
 
     a, b = final_weights(workspace, "straight", steps), final_weights(workspace, "killed", steps)
     assert a.keys() == b.keys()
@@ -78,8 +84,8 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(workspace):
     proc = start(workspace, "ctrl_c", 500)
     wait_for_step(workspace, "ctrl_c", 4, proc)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130
-    err = proc.stderr.read()
+    assert proc.wait(timeout=600) == 130
+    err = output(workspace, "ctrl_c").read_text()
     assert "interrupted" in err and "--resume" in err and "Traceback" not in err
     saved = sorted((workspace / "ctrl_c" / "checkpoints").glob("step_*"))
     assert saved and (saved[-1] / "train_state" / "state.json").is_file()
