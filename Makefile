@@ -33,6 +33,7 @@ bench: $(VENV)/.stamp-test
 	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/train.py
+	$(BIN)/python benchmarks/dedup.py
 
 book: $(VENV)/.stamp-core
 	$(BIN)/scratchllm book
