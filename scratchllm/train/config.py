@@ -54,6 +54,13 @@ class TrainConfig:
     # Micro-batches accumulated into one optimizer step. The effective batch per process is
     # micro_batch_size * grad_accum_steps sequences (see train/step.py).
     grad_accum_steps: int = 1
+    # Sequences per optimizer step (per process) to reach by accumulation; 0 uses micro_batch_size and
+    # grad_accum_steps as given. When set, the trainer measures a few real steps and picks the largest micro-batch
+    # that divides it and fits memory_budget_gb (train/fit.py); the choice is written to the run's config.toml.
+    target_batch_size: int = 0
+    # Memory the fit may plan for, in GiB; 0 means what the device has free (a GPU's free memory, a CPU's available
+    # RAM).
+    memory_budget_gb: float = 0.0
     # Tokens per training sequence; at most the model's block_size.
     seq_len: int = 256
     # Seed of the model's initialization and of the data order.
@@ -85,7 +92,8 @@ class TrainConfig:
         for name in ("max_steps", "micro_batch_size", "grad_accum_steps", "seq_len", "eval_batches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
-        for name in ("warmup_steps", "eval_every", "checkpoint_every", "keep_last", "weight_decay", "grad_clip"):
+        for name in ("warmup_steps", "eval_every", "checkpoint_every", "keep_last", "weight_decay", "grad_clip",
+                     "target_batch_size", "memory_budget_gb"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative (0 turns it off); got {getattr(self, name)}")
         if self.warmup_steps > self.max_steps:

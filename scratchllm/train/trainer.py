@@ -23,7 +23,7 @@ import shutil
 import signal
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from ..model.loss import IGNORE_INDEX
 from ..tokenizer import Tokenizer
 from .checkpoint import CheckpointError, save_checkpoint
 from .config import TrainConfig
+from .fit import fit_batch
 from .memory import peak_memory_bytes, reset_peak_memory
 from .metrics import METRICS_FILE, MetricsLog, plot_loss
 from .mfu import matmul_peak_flops, mfu
@@ -111,6 +112,10 @@ def train(
             "lower train.seq_len or raise model.block_size"
         )
     run_dir, data_dir = Path(run_dir), Path(data_dir)
+    if cfg.target_batch_size:
+        cfg = fit_to_memory(model, cfg, run_dir, resume)
+        if job is not None and getattr(job, "train", None) is not None:
+            job = replace(job, train=cfg)  # config.toml records the micro-batch the fit chose
     seed_everything(cfg.seed)
     optimizer = build_optimizer(model, cfg)
     loader = RandomWindows(shard_paths(data_dir, "train"), cfg.micro_batch_size, cfg.seq_len, tokenizer.hash, cfg.seed)
@@ -201,6 +206,29 @@ def train(
     plot_loss(run_dir / METRICS_FILE, run_dir / "loss.png")
     write_report(run_dir, peak_flops=peak_flops)
     return record
+
+
+def fit_to_memory(model: GPT, cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig:
+    """``cfg`` with micro_batch_size and grad_accum_steps chosen for ``cfg.target_batch_size`` (train/fit.py).
+
+    A resumed run keeps the split of the run it continues: the loader counts micro-batches, so a different split
+    would change which data comes next. The fit runs before the optimizer exists, so AdamW's moments are counted
+    once, by the fit's own probe optimizer."""
+    saved = checkpoint_dirs(run_dir) if resume else []
+    if saved:
+        state = json.loads((saved[-1] / "train_state" / "state.json").read_text())
+        previous = state["extra"]["train_config"]
+        micro, accum = previous["micro_batch_size"], previous["grad_accum_steps"]
+        if micro * accum != cfg.target_batch_size:
+            raise ConfigError(
+                f"the run being resumed used {micro} x {accum} = {micro * accum} sequences per step, not "
+                f"target_batch_size={cfg.target_batch_size}; resume with the same batch size"
+            )
+        return replace(cfg, micro_batch_size=micro, grad_accum_steps=accum)
+    budget = int(cfg.memory_budget_gb * 2**30) or None
+    fit = fit_batch(model, cfg.target_batch_size, cfg.seq_len, budget, cfg=cfg)
+    print(f"fit to memory: {fit.format()}")
+    return replace(cfg, micro_batch_size=fit.micro_batch_size, grad_accum_steps=fit.grad_accum_steps)
 
 
 class StopOnSigint:

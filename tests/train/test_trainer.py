@@ -241,3 +241,20 @@ def test_crash_while_saving_keeps_the_previous_checkpoint_and_resumes_exactly(tr
     train(resumed, trained, data_dir, CFG, tmp_path / "b", resume=True)
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_target_batch_is_fitted_to_memory_and_kept_on_resume(trained, data_dir, tmp_path, monkeypatch):
+    from scratchllm.config import ConfigError, load_config
+    from scratchllm.train import fit
+
+    cfg = replace(CFG, micro_batch_size=1, grad_accum_steps=1, target_batch_size=8, memory_budget_gb=16)
+    train(fresh_model(), trained, data_dir, cfg, tmp_path, stop_at=4)
+    saved = load_config(TrainConfig, tmp_path / "config.toml")
+    assert (saved.micro_batch_size, saved.grad_accum_steps) == (8, 1)  # a tiny model: the whole batch fits at once
+
+    # A resumed run keeps the split it started with, even if memory would now suggest another one.
+    monkeypatch.setattr(fit, "plan_batch", lambda *a, **k: pytest.fail("a resumed run must not refit"))
+    final = train(fresh_model(), trained, data_dir, cfg, tmp_path, resume=True)
+    assert final["step"] == CFG.max_steps - 1
+    with pytest.raises(ConfigError, match="resume with the same batch size"):
+        train(fresh_model(), trained, data_dir, replace(cfg, target_batch_size=4), tmp_path, resume=True)
