@@ -27,7 +27,6 @@ from .tokenizer import TokenizerTrainJob, train_tokenizer
 
 # Stages on the roadmap, with the issue that builds each: listed in --help, refused with a clear line until then.
 PLANNED = {
-    "data": ("clean, filter, deduplicate and decontaminate a corpus", 5),
     "eval": ("perplexity, MMLU and HumanEval", 6),
     "sft": ("instruction finetuning, LoRA", 8),
     "chat": ("chat with a model in the terminal", 8),
