@@ -34,6 +34,7 @@ bench: $(VENV)/.stamp-test
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/dedup.py
+	$(BIN)/python benchmarks/pipeline.py
 
 book: $(VENV)/.stamp-core
 	$(BIN)/scratchllm book
