@@ -35,6 +35,7 @@ bench: $(VENV)/.stamp-test
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/dedup.py
 	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/eval.py
 
 book: $(VENV)/.stamp-core
 	$(BIN)/scratchllm book

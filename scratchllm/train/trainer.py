@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 from ..config import ConfigError, save_config
 from ..data.loader import RandomWindows, sequential_windows
 from ..data.tokenize import REPORT, shard_paths
+from ..eval.perplexity import bits_per_byte, perplexity, score_windows
 from ..model import GPT, flops_per_token
-from ..model.loss import IGNORE_INDEX
 from ..tokenizer import Tokenizer
 from .checkpoint import CheckpointError, save_checkpoint
 from .config import TrainConfig
@@ -57,24 +57,18 @@ class TrainingError(ValueError):
     """Training cannot go on: the loss or the gradient stopped being a finite number."""
 
 
-@torch.no_grad()
 def evaluate(model: GPT, val_paths, tokenizer_hash: str, cfg: TrainConfig, bytes_per_token: float | None) -> dict:
     """Mean cross-entropy over the first ``eval_batches`` sequential windows of the validation shards, with its
-    perplexity and bits per byte. Bits per byte (``loss / ln 2 / bytes_per_token``) compares models whose
-    tokenizers differ, because the number of bytes does not depend on the tokenizer."""
-    was_training = model.training
-    model.eval()  # no dropout: every evaluation scores the same tokens the same way
-    total, count = 0.0, 0
+    perplexity and bits per byte, summed by the same function as ``scratchllm eval`` (eval/perplexity.py). Bits per
+    byte (``loss / ln 2 / bytes_per_token``) compares models whose tokenizers differ, because the number of bytes does
+    not depend on the tokenizer."""
     batches = sequential_windows(val_paths, cfg.micro_batch_size, cfg.seq_len, tokenizer_hash, cfg.eval_batches)
-    for inputs, targets in batches:
-        total += float(model(inputs, targets, reduction="sum"))
-        count += int((targets != IGNORE_INDEX).sum())
-    model.train(was_training)
+    total, count = score_windows(model, batches)  # in eval mode: no dropout, every evaluation scores alike
     if count == 0:
         raise TrainingError(f"the validation shards hold no window of {cfg.seq_len + 1} tokens to evaluate on")
     loss = total / count
-    bpb = loss / math.log(2) / bytes_per_token if bytes_per_token else None
-    return {"loss": loss, "ppl": math.exp(min(loss, 700.0)), "bpb": bpb}  # 700: exp overflows a float beyond ~709
+    bpb = bits_per_byte(loss, bytes_per_token) if bytes_per_token else None
+    return {"loss": loss, "ppl": perplexity(loss), "bpb": bpb}
 
 
 def seed_everything(seed: int) -> None:
@@ -166,7 +160,7 @@ def train(
             micro = []
             for _ in range(cfg.grad_accum_steps):
                 # The loader's step counts micro-batches, so the data position survives a resume exactly.
-                micro.append(loader.batch(loader.step))
+                micro.append(tuple(t.to(device, non_blocking=True) for t in loader.batch(loader.step)))
                 loader.step += 1
             result = steps.run(partial(one_step, micro_batches=micro), optimizer)
             if device.type == "cuda":
