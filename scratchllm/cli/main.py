@@ -38,7 +38,7 @@ PLANNED = {
 
 # The demo trains for a fixed number of steps, not a fixed time, so its result reproduces on any machine; the count is
 # sized to about 8 minutes on a 2-core laptop CPU, and the whole demo (with set-up) to under 15.
-DEMO_STEPS = 60
+DEMO_STEPS = 1000
 DEMO_EVAL_BATCHES = 25  # 25 x 16 x 256 tokens: the whole validation split of the default corpus (~100k tokens)
 DEMO_PROMPTS = ["def ", "import ", "class ", "    for "]
 

@@ -20,14 +20,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ...data import CorpusConfig, open_corpus, require_nonempty
+from ...model.config import PRESETS
 from ...tokenizer import Tokenizer
 from ...tokenizer.stats import measure
 from .output import save_figure, write_outputs
 
 SIZES = [512, 1024, 2048, 4096, 8192, 16384, 32768]
 SPECIAL = "<|endoftext|>"
-# (n_layer, d_model): GPT-2 small, and the shape planned for the laptop preset `tiny` (nanoGPT's Shakespeare model).
-MODEL_SHAPES = {"tiny": (6, 384), "gpt2-small": (12, 768)}
+# (n_layer, d_model): the laptop preset `tiny` as it is now, and GPT-2 small.
+MODEL_SHAPES = {
+    "tiny": (PRESETS["tiny"].n_layer, PRESETS["tiny"].d_model),
+    "gpt2-small": (PRESETS["gpt2"].n_layer, PRESETS["gpt2"].d_model),
+}
 
 
 @dataclass
