@@ -8,6 +8,10 @@ import sys
 from ..config import ConfigError, load_config
 from ..data import CorpusConfig, CorpusError, open_corpus, require_nonempty
 from ..data.shards import ShardError
+from ..eval.humaneval import HumanEvalError
+from ..eval.mmlu import MMLUError
+from ..eval.report import EvalError
+from ..eval.sandbox import SandboxError
 from ..tokenizer import TokenizerError
 from ..train.checkpoint import CheckpointError
 from ..train.trainer import TrainingError
@@ -18,7 +22,10 @@ class UsageError(ValueError):
 
 
 # Exceptions that mean "the input was wrong": one line on stderr, exit status 2.
-USER_ERRORS = (ConfigError, CorpusError, TokenizerError, CheckpointError, ShardError, UsageError, TrainingError)
+USER_ERRORS = (
+    ConfigError, CorpusError, TokenizerError, CheckpointError, ShardError, UsageError, TrainingError,
+    EvalError, MMLUError, HumanEvalError, SandboxError,
+)  # fmt: skip
 
 
 def progress() -> bool:

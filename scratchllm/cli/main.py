@@ -19,7 +19,9 @@ from pathlib import Path
 from ..config import load_config
 from ..data import CorpusConfig
 from . import data as data_commands
+from . import eval as eval_commands
 from . import model as model_commands
+from . import plan as plan_commands
 from . import tokenizer as tokenizer_commands
 from . import train as train_commands
 from .common import USER_ERRORS, add_config_args, progress, texts
@@ -27,11 +29,9 @@ from .tokenizer import TokenizerTrainJob, train_tokenizer
 
 # Stages on the roadmap, with the issue that builds each: listed in --help, refused with a clear line until then.
 PLANNED = {
-    "eval": ("perplexity, MMLU and HumanEval", 6),
     "sft": ("instruction finetuning, LoRA", 8),
     "chat": ("chat with a model in the terminal", 8),
     "serve": ("local chat server with an OpenAI-style API", 8),
-    "plan": ("plan a 3D-parallel layout for a cluster", 7),
     "book": ("build the manual into HTML and PDF", 9),
 }
 
@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands.add_parsers(stages)
     model_commands.add_parsers(stages)
     train_commands.add_parsers(stages)
+    eval_commands.add_parsers(stages)
+    plan_commands.add_parsers(stages)
 
     p = stages.add_parser("demo", help="run the whole pipeline that exists today on the embedded corpus")
     add_config_args(p)

@@ -1,12 +1,14 @@
 """``report.md``: a run explained on one page, written from the run directory's own records.
 
-Everything in the report is read back from files the run wrote (``metrics.jsonl``, ``config.toml``, ``loss.png``), so
-the report can be regenerated at any time (``write_report(run_dir)``) and never states a number that the records do
-not hold. The demo adds the samples it generated.
+Everything in the report is read back from files the run wrote (``metrics.jsonl``, ``config.toml``, ``loss.png``, and
+``eval.md`` once ``scratchllm eval all`` has evaluated the run), so the report can be regenerated at any time
+(``write_report(run_dir)``) and never states a number that the records do not hold. The demo adds the samples it
+generated.
 """
 
 from __future__ import annotations
 
+import re
 import statistics
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from ..fileio import atomic_write_text
 from .metrics import METRICS_FILE, read_metrics
 
 REPORT_FILE = "report.md"
+EVAL_FILE = "eval.md"  # written by `scratchllm eval all` (eval/report.py)
 
 
 def summarize(records: list[dict]) -> dict:
@@ -70,6 +73,7 @@ def write_report(
     ]
     lines += ["| metric | value |", "|---|---|"]
     lines += [f"| {name} | {fmt.format(value)} |" for name, value, fmt in rows if value is not None]
+    lines += evaluation_section(run_dir)
     if (run_dir / "loss.png").is_file():
         lines += ["", "## Loss", "", "![training and validation loss](loss.png)"]
     if samples:
@@ -82,3 +86,22 @@ def write_report(
         lines += [config.read_text().rstrip(), "```"]
     lines += ["", f"Raw records: `{METRICS_FILE}` (one JSON line per step).", ""]
     return atomic_write_text(run_dir / REPORT_FILE, "\n".join(lines))
+
+
+def evaluation_section(run_dir: Path) -> list[str]:
+    """The "Evaluation" section: ``eval.md`` as `scratchllm eval all` wrote it, or nothing before it has run."""
+    if not (run_dir / EVAL_FILE).is_file():
+        return []
+    return ["", "## Evaluation", "", (run_dir / EVAL_FILE).read_text(encoding="utf-8").strip()]
+
+
+def add_evaluation(run_dir: str | Path) -> Path | None:
+    """Put the current ``eval.md`` into an existing ``report.md`` in place, where ``write_report`` puts it (after the
+    summary table), replacing an older one, and keeping everything else (a demo's notes and samples)."""
+    report, section = Path(run_dir) / REPORT_FILE, evaluation_section(Path(run_dir))
+    if not report.is_file() or not section:
+        return None
+    text = report.read_text(encoding="utf-8")
+    text = re.sub(r"\n\n## Evaluation\n.*?(?=\n\n## |\n\nRaw records|\Z)", "", text, flags=re.S)
+    end = re.search(r"\n\n## |\n\nRaw records|\Z", text).start()  # the end of the summary table
+    return atomic_write_text(report, text[:end] + "\n" + "\n".join(section) + text[end:])
