@@ -131,8 +131,11 @@ def _set_dotted(values: dict[str, Any], keys: tuple[str, ...], value: _Override,
     table[keys[-1]] = value
 
 
-def _build(cls: type[T], values: Mapping[str, Any], prefix: tuple[str, ...], origins: dict) -> T:
-    """Construct ``cls`` from a (possibly partial) table of raw values; missing fields keep their defaults."""
+def _build(cls: type[T], values: Mapping[str, Any], prefix: tuple[str, ...], origins: dict, base: Any = None) -> T:
+    """Construct ``cls`` from a (possibly partial) table of raw values. Missing fields keep the values of ``base``
+    when given (the default instance the enclosing config declares for this table), else the class defaults."""
+    if base is not None and isinstance(base, cls):
+        cls = type(base)  # a default_factory may give a subclass with other defaults: keep it
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
     kwargs = {}
@@ -140,7 +143,15 @@ def _build(cls: type[T], values: Mapping[str, Any], prefix: tuple[str, ...], ori
         path = prefix + (key,)
         if key not in fields:
             raise ConfigError(_unknown_key_message(cls, path, sorted(fields), origins))
-        kwargs[key] = _coerce(raw, hints[key], path, origins)
+        tp = hints[key]
+        if isinstance(raw, dict) and dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            # A partial table for a nested config starts from that field's own default, not from the nested
+            # class's defaults: `corpus.path=x` must not reset a held-out corpus's split to "train".
+            kwargs[key] = _build(tp, raw, path, origins, _field_default(fields[key], base))
+        else:
+            kwargs[key] = _coerce(raw, tp, path, origins)
+    if base is not None and isinstance(base, cls):
+        kwargs = {name: getattr(base, name) for name in fields if name not in kwargs} | kwargs
     try:
         return cls(**kwargs)
     except ConfigError:
@@ -149,6 +160,15 @@ def _build(cls: type[T], values: Mapping[str, Any], prefix: tuple[str, ...], ori
         # A required field left unset (TypeError) or a __post_init__ check written with a plain ValueError.
         where = f" (table [{'.'.join(prefix)}])" if prefix else ""
         raise ConfigError(f"invalid {cls.__name__}{where}: {e}") from None
+
+
+def _field_default(field: dataclasses.Field, parent: Any) -> Any:
+    """The value a field has when its table is absent: the parent instance's, or the field's own default."""
+    if parent is not None:
+        return getattr(parent, field.name)
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None if field.default is dataclasses.MISSING else field.default
 
 
 def _unknown_key_message(cls: type, path: tuple[str, ...], valid: list[str], origins: dict) -> str:

@@ -12,6 +12,7 @@ from typing import Literal
 import pytest
 
 from scratchllm.config import ConfigError, config_to_dict, load_config, save_config, to_toml
+from scratchllm.data import CorpusConfig
 
 
 @dataclass
@@ -378,3 +379,15 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_partial_nested_table_starts_from_the_fields_own_default():
+    """`corpus.path=x` on a job whose corpus defaults to the held-out split must keep split="val"."""
+
+    @dataclass
+    class Job:
+        corpus: CorpusConfig = field(default_factory=lambda: CorpusConfig(split="val", max_documents=7))
+
+    job = load_config(Job, None, ["corpus.path=somewhere"])
+    assert (job.corpus.split, job.corpus.max_documents, job.corpus.path) == ("val", 7, "somewhere")
+    assert load_config(Job).corpus.split == "val"
