@@ -16,10 +16,12 @@ So ``accumulated_step`` first counts the targets of all micro-batches, then back
 *summed* loss divided by that total: the accumulated gradient is exactly the gradient of ``L``. It then clips the
 global gradient norm, applies the optimizer and clears the gradients.
 
-Under data parallelism two more things change, both the trainer's business, not this function's: DDP averages the
-gradients over ranks, so the count to divide by is the global one (all-reduced) times 1/world_size; and gradients
-should be all-reduced only once, after the last micro-batch, which is what ``no_sync`` is for (DDP's
-``model.no_sync``; FSDP2 uses ``set_requires_gradient_sync`` instead).
+Under data parallelism the batch of a step is spread over R ranks, and two more things change. The count to divide
+by is the global one, all-reduced over the ranks (``all_reduce``): ranks count different numbers of targets as soon
+as anything is masked. And DDP (like FSDP) *averages* the ranks' gradients, (1/R) sum_r g_r, so each rank divides its
+summed loss by N_total / R (``ranks``): the average is then exactly the gradient of ``L``. Gradients should also be
+all-reduced only once, after the last micro-batch, which is what ``no_sync`` is for (DDP's ``model.no_sync``; FSDP2
+uses ``set_requires_gradient_sync`` instead).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class StepResult:
     """What one optimizer step reports."""
 
     loss: float  # mean cross-entropy over every counted target token of the step's batch, before the update
-    tokens: int  # counted target tokens (targets != -100) over all micro-batches
+    tokens: int  # counted target tokens (targets != -100) over all micro-batches (and all data-parallel ranks)
     grad_norm: float  # global L2 norm of the gradient before clipping
     updated: bool = True  # False when the loss or gradient was not finite and the update was skipped
     # fp16 only: the loss was finite but a scaled gradient overflowed; the scaler skipped the step and lowered its
@@ -57,6 +59,8 @@ def accumulated_step(
     no_sync: Callable[[], AbstractContextManager] = nullcontext,
     autocast: Callable[[], AbstractContextManager] = nullcontext,
     scaler: torch.amp.GradScaler | None = None,
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ranks: int = 1,
 ) -> StepResult:
     """Forward and backward every (inputs, targets) micro-batch, then clip, step and zero the gradients.
 
@@ -66,15 +70,20 @@ def accumulated_step(
     pass, e.g. ``lambda: torch.autocast("cuda", torch.bfloat16)``; backward runs outside it, as PyTorch advises.
     ``scaler``: fp16's loss scaler (train/precision.py): the loss is scaled before backward, the gradients unscaled
     before clipping, and an update whose gradients overflowed is skipped by the scaler, which then lowers its scale.
-    Gradients must be empty (None or zero) on entry; they are set to None on return.
+    ``all_reduce``: sums a tensor over the data-parallel ranks (``parallel.dist.sum_over_ranks``); with it the token
+    count and the reported loss are global. ``ranks``: how many ranks the gradients are averaged over (1 without
+    data parallelism). Gradients must be empty (None or zero) on entry; they are set to None on return.
     """
     micro_batches = list(micro_batches)  # iterated twice: once to count, once to compute
     if not micro_batches:
         raise ValueError("accumulated_step needs at least one micro-batch")
     # Count first: every micro-batch's loss is divided by the count of the whole step, known only now.
-    tokens = sum(int((targets != IGNORE_INDEX).sum()) for _, targets in micro_batches)
+    local = sum((targets != IGNORE_INDEX).sum() for _, targets in micro_batches)  # () int64, on the device
+    tokens = int(all_reduce(local) if all_reduce is not None else local)
     if tokens == 0:
         raise ValueError("every target of this step is ignored (-100): there is no loss to learn from")
+    # Each rank's share of the divisor: the average of the ranks' gradients is then the gradient of the global mean.
+    divisor = tokens / ranks
 
     sums = []  # detached per-micro-batch sums, kept on the device: no synchronization until the end
     last = len(micro_batches) - 1
@@ -84,7 +93,7 @@ def accumulated_step(
                 micro_sum = model(inputs, targets, reduction="sum")  # sum of CE over this micro-batch's targets
             # Dividing by the step's total (not this micro-batch's count) makes the accumulated .grad the gradient
             # of the mean over all tokens of the step.
-            micro_loss = micro_sum / tokens
+            micro_loss = micro_sum / divisor
             (scaler.scale(micro_loss) if scaler is not None else micro_loss).backward()
         sums.append(micro_sum.detach().float())
 
@@ -95,7 +104,8 @@ def accumulated_step(
         grad_norm = nn.utils.clip_grad_norm_(params, grad_clip)  # returns the norm before clipping
     else:
         grad_norm = nn.utils.get_total_norm([p.grad for p in params])  # still worth logging
-    loss = float(torch.stack(sums).sum()) / tokens
+    total = torch.stack(sums).sum()
+    loss = float(all_reduce(total) if all_reduce is not None else total) / tokens
     # A NaN or inf anywhere would poison every weight through the update: never apply it. The caller decides
     # whether that ends the run or just skips the step.
     updated = math.isfinite(loss) and math.isfinite(float(grad_norm))

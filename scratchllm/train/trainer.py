@@ -12,6 +12,13 @@ function of (seed, step), the learning rate a pure function of the step, and opt
 
 A loss or gradient that is not finite stops the run with :class:`TrainingError` before anything is saved, so the
 newest checkpoint on disk is always one from before the divergence.
+
+Under ``torchrun`` (a process group is initialized, parallel/dist.py) the same loop runs on every rank:
+``parallelize`` wraps the model (DDP or FSDP over the mesh's ``dp`` ranks), each data-parallel rank draws its own
+windows (the loader's batches depend on (seed, step, rank)), the loss is normalized by the global count of targets
+(train/step.py), gradients are synchronized once per step (``no_sync``), evaluation splits the validation windows
+over the DDP ranks and sums the results, and only rank 0 writes: metrics, plots, the report, the config and the
+checkpoints. A single process runs exactly as before.
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ import shutil
 import signal
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, replace
 from functools import partial
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +45,8 @@ from ..data.loader import RandomWindows, sequential_windows
 from ..data.tokenize import REPORT, shard_paths
 from ..eval.perplexity import bits_per_byte, perplexity, score_windows
 from ..model import GPT, flops_per_token
+from ..parallel.dist import ParallelConfig, build_mesh, collective_errors, is_distributed, is_rank0, sum_over_ranks
+from ..parallel.parallelize import no_sync, parallelize
 from ..tokenizer import Tokenizer
 from .checkpoint import CheckpointError, save_checkpoint
 from .config import TrainConfig
@@ -57,13 +68,23 @@ class TrainingError(ValueError):
     """Training cannot go on: the loss or the gradient stopped being a finite number."""
 
 
-def evaluate(model: GPT, val_paths, tokenizer_hash: str, cfg: TrainConfig, bytes_per_token: float | None) -> dict:
+def evaluate(
+    model: GPT, val_paths, tokenizer_hash: str, cfg: TrainConfig, bytes_per_token: float | None, dp=None
+) -> dict:
     """Mean cross-entropy over the first ``eval_batches`` sequential windows of the validation shards, with its
     perplexity and bits per byte, summed by the same function as ``scratchllm eval`` (eval/perplexity.py). Bits per
     byte (``loss / ln 2 / bytes_per_token``) compares models whose tokenizers differ, because the number of bytes does
-    not depend on the tokenizer."""
+    not depend on the tokenizer. ``dp``: the data-parallel ``(rank, size, group)``; each rank scores every size-th
+    batch and the sums are added over the ranks, so every rank returns the same result."""
     batches = sequential_windows(val_paths, cfg.micro_batch_size, cfg.seq_len, tokenizer_hash, cfg.eval_batches)
+    if dp is not None:
+        batches = islice(batches, dp[0], None, dp[1])
     total, count = score_windows(model, batches)  # in eval mode: no dropout, every evaluation scores alike
+    if dp is not None:
+        sums = sum_over_ranks(
+            torch.tensor([total, count], dtype=torch.float64, device=model.lm_head.weight.device), dp[2]
+        )
+        total, count = float(sums[0]), int(sums[1])
     if count == 0:
         raise TrainingError(f"the validation shards hold no window of {cfg.seq_len + 1} tokens to evaluate on")
     loss = total / count
@@ -94,27 +115,52 @@ def train(
     *,
     job=None,
     stop_at: int | None = None,
+    parallel: ParallelConfig | None = None,
 ) -> dict:
     """Train ``model`` on the shards in ``data_dir`` (written by ``tokenize_corpus`` with ``tokenizer``).
 
     ``resume``: continue from the newest checkpoint in ``run_dir/checkpoints``. ``job``: the config dataclass to
     write as ``run_dir/config.toml`` (default ``cfg``). ``stop_at``: stop (with a checkpoint) after this many steps,
-    as an interrupted run would; the schedule still spans ``cfg.max_steps``. Returns the final metrics."""
+    as an interrupted run would; the schedule still spans ``cfg.max_steps``. ``parallel``: how to spread the run
+    when a process group is initialized (default: DDP over every rank). Returns the final metrics."""
     if cfg.seq_len > model.config.block_size:
         raise ConfigError(
             f"seq_len ({cfg.seq_len}) is longer than the model's block_size ({model.config.block_size}); "
             "lower train.seq_len or raise model.block_size"
         )
     run_dir, data_dir = Path(run_dir), Path(data_dir)
+    distributed, rank0 = is_distributed(), is_rank0()
+    if distributed and cfg.target_batch_size:
+        # Each rank would measure its own memory and could choose a different split: a mismatch hangs no_sync.
+        raise ConfigError(
+            "train.target_batch_size (fit to memory) works in a single process only; under torchrun set "
+            "train.micro_batch_size and train.grad_accum_steps (run the fit once in one process to choose them)"
+        )
     if cfg.target_batch_size:
         cfg = fit_to_memory(model, cfg, run_dir, resume)
         if job is not None and getattr(job, "train", None) is not None:
             job = replace(job, train=cfg)  # config.toml records the micro-batch the fit chose
     seed_everything(cfg.seed)
-    optimizer = build_optimizer(model, cfg)
-    loader = RandomWindows(shard_paths(data_dir, "train"), cfg.micro_batch_size, cfg.seq_len, tokenizer.hash, cfg.seed)
-    val_paths, bytes_per_token = validation_split(data_dir)
     device = model.lm_head.weight.device
+    # What differs between one process and many, in one place: the module the steps run through, the gradient
+    # synchronization, the sums over data-parallel ranks, and this rank's place among them.
+    runner, sync_off, reduce, ranks, dp, eval_dp = model, nullcontext, None, 1, None, None
+    if distributed:
+        parallel = parallel or ParallelConfig()
+        mesh = build_mesh(parallel)
+        runner = parallelize(model, mesh, parallel, compile=cfg.compile)
+        sync_off, ranks = no_sync(runner), mesh["dp"].size()
+        dp = (mesh["dp"].get_local_rank(), ranks, mesh["dp"].get_group())
+        reduce = partial(sum_over_ranks, group=dp[2])
+        # Under DDP the bare model's forward pass talks to no one, so the ranks can split the validation windows.
+        # Under FSDP or TP it runs collectives, and every rank must run the same forward passes: all score all.
+        eval_dp = dp if runner is not model else None
+    optimizer = build_optimizer(model, cfg)  # after parallelize: FSDP replaces the parameters it shards
+    loader = RandomWindows(
+        shard_paths(data_dir, "train"), cfg.micro_batch_size, cfg.seq_len, tokenizer.hash, cfg.seed,
+        rank=dp[0] if dp else 0,
+    )  # fmt: skip
+    val_paths, bytes_per_token = validation_split(data_dir)
     scaler = grad_scaler(cfg.dtype, device)
 
     start, best = 0, math.inf
@@ -127,13 +173,17 @@ def train(
         start, best = state["step"], state["extra"].get("best_val_loss", math.inf)
         if scaler is not None and "grad_scaler" in state["extra"]:
             scaler.load_state_dict(state["extra"]["grad_scaler"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(job if job is not None else cfg, run_dir / "config.toml")
+    if rank0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(job if job is not None else cfg, run_dir / "config.toml")
 
     end = cfg.max_steps if stop_at is None else min(stop_at, cfg.max_steps)
     autocast = autocast_factory(cfg.dtype, device)  # train/precision.py: why fp32 is the CPU default
-    steps = CompiledSteps(model, cfg.compile)
-    one_step = partial(accumulated_step, optimizer=optimizer, grad_clip=cfg.grad_clip, autocast=autocast, scaler=scaler)
+    steps = CompiledSteps(runner, cfg.compile and not distributed)  # parallelize compiled the blocks already
+    one_step = partial(
+        accumulated_step, optimizer=optimizer, grad_clip=cfg.grad_clip, autocast=autocast, scaler=scaler,
+        no_sync=sync_off, all_reduce=reduce, ranks=ranks,
+    )  # fmt: skip
     # MFU's denominator is measured on this machine, in the training dtype, once per run (about a second on a CPU).
     peak_flops = matmul_peak_flops(device, cfg.dtype)
     model_flops = flops_per_token(model.config, cfg.seq_len)
@@ -151,8 +201,11 @@ def train(
             for old in checkpoint_dirs(run_dir)[: -cfg.keep_last]:
                 shutil.rmtree(old)
 
-    with MetricsLog(run_dir, start_step=start) as log, StopOnSigint() as ctrl_c:
-        for step in tqdm(range(start, end), desc="training", unit="step", disable=not progress, initial=start):
+    log_or_not = MetricsLog(run_dir, start_step=start) if rank0 else NoMetrics()
+    with log_or_not as log, StopOnSigint() as ctrl_c, collective_errors(parallel.timeout if distributed else 0):
+        for step in tqdm(
+            range(start, end), desc="training", unit="step", disable=not (progress and rank0), initial=start
+        ):
             lr = lr_at(step, cfg)
             set_lr(optimizer, lr)
             reset_peak_memory(device)
@@ -173,10 +226,10 @@ def train(
                     "-- the update was not applied and no checkpoint was saved"
                 )
             done = step + 1
-            tokens_per_s = result.tokens / step_time
+            tokens_per_s = result.tokens / step_time  # of the whole run: result.tokens counts every rank's
             record = {
                 "step": step, "loss": result.loss, "lr": lr, "grad_norm": result.grad_norm,
-                "tokens_per_s": tokens_per_s, "mfu": mfu(model_flops, tokens_per_s, peak_flops),
+                "tokens_per_s": tokens_per_s, "mfu": mfu(model_flops, tokens_per_s / ranks, peak_flops),
                 "step_time": step_time, "peak_memory": peak_memory_bytes(device),
             }  # fmt: skip
             if scaler is not None:
@@ -186,20 +239,39 @@ def train(
                 record["skipped"] = "overflow" if result.overflow else True
             last = done == cfg.max_steps
             if val_paths and ((cfg.eval_every and done % cfg.eval_every == 0) or last):
-                val = evaluate(model, val_paths, tokenizer.hash, cfg, bytes_per_token)
+                val = evaluate(model, val_paths, tokenizer.hash, cfg, bytes_per_token, eval_dp)
                 record |= {"val_loss": val["loss"], "val_ppl": val["ppl"], "val_bpb": val["bpb"]}
                 if val["loss"] < best:
                     best = val["loss"]
-                    save_checkpoint(run_dir / CHECKPOINTS / "best", model, tokenizer)
+                    if rank0:
+                        save_checkpoint(run_dir / CHECKPOINTS / "best", model, tokenizer)
             log.log(record)
-            if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end or ctrl_c.requested:
+            # Every rank must stop after the same step, or the others would wait in a collective for ever.
+            stop = ctrl_c.requested
+            if distributed:
+                stop = bool(sum_over_ranks(torch.tensor(int(stop), device=device)))  # over all ranks, not dp only
+            if rank0 and ((cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end or stop):
                 save(done)
-            if ctrl_c.requested:
+            if stop:
                 record["interrupted"] = True
                 break
-    plot_loss(run_dir / METRICS_FILE, run_dir / "loss.png")
-    write_report(run_dir, peak_flops=peak_flops)
+    if rank0:
+        plot_loss(run_dir / METRICS_FILE, run_dir / "loss.png")
+        write_report(run_dir, peak_flops=peak_flops)
     return record
+
+
+class NoMetrics:
+    """The metrics log of every rank but 0: the records are the same on all ranks, so one writer is enough."""
+
+    def log(self, record: dict) -> None:
+        pass
+
+    def __enter__(self) -> NoMetrics:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
 
 
 def fit_to_memory(model: GPT, cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig:
