@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -38,16 +37,12 @@ from scratchllm.train.metrics import read_metrics
 from scratchllm.train.step import accumulated_step
 from scratchllm.train.trainer import evaluate, validation_split
 
+from .spawn import free_port
+
 WORLD = 2
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = GPTConfig(vocab_size=64, block_size=8, n_layer=2, n_head=2, d_model=16)
 MICRO, T, LR = 2, 8, 0.5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def micro_batches(rank: int, accum: int, masked: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:

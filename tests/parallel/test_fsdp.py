@@ -9,19 +9,18 @@ spawn runs every case (process start-up dominates the time); rank 0 writes the l
 from __future__ import annotations
 
 import copy
-import json
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.train.config import TrainConfig
 from scratchllm.train.optim import build_optimizer
 from scratchllm.train.step import accumulated_step
+
+from .spawn import spawn_workers, write_results
 
 WORLD = 2
 CONFIGS = {
@@ -85,20 +84,13 @@ def worker(rank: int, port: int, tmp: str) -> None:
             diffs["saved_dtype"] = str(state["tok_emb.weight"].dtype)
         results[f"{name}-{str(dtype).removeprefix('torch.')}"] = diffs
     if rank == 0:
-        with open(os.path.join(tmp, "results.json"), "w") as f:
-            json.dump(results, f)
+        write_results(tmp, results)
     dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    tmp = str(tmp_path_factory.mktemp("fsdp"))
-    mp.spawn(worker, args=(port, tmp), nprocs=WORLD, join=True)
-    with open(os.path.join(tmp, "results.json")) as f:
-        return json.load(f)
+    return spawn_workers(worker, tmp_path_factory.mktemp("fsdp"), WORLD)
 
 
 @pytest.mark.parametrize("case", ["llama-float64", "gpt2-float64", "llama-float32"])

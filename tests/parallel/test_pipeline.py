@@ -9,20 +9,19 @@ every case (process start-up dominates the time); rank 0 writes the largest diff
 from __future__ import annotations
 
 import copy
-import json
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.parallel.pipeline import stage_layers
 from scratchllm.train.config import TrainConfig
 from scratchllm.train.optim import build_optimizer
 from scratchllm.train.step import accumulated_step
+
+from .spawn import spawn_workers, write_results
 
 WORLD = 2
 MICRO = 4
@@ -75,20 +74,13 @@ def worker(rank: int, port: int, out: str) -> None:
                 dist.all_gather_object(gathered, bubble)
                 results[f"bubble-{schedule}"] = gathered
     if rank == 0:
-        with open(out, "w") as f:
-            json.dump(results, f)
+        write_results(out, results)
     dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = str(tmp_path_factory.mktemp("pp") / "results.json")
-    mp.spawn(worker, args=(port, out), nprocs=WORLD, join=True)
-    with open(out) as f:
-        return json.load(f)
+    return spawn_workers(worker, tmp_path_factory.mktemp("pp"), WORLD)
 
 
 @pytest.mark.parametrize("case", ["llama-float64", "gpt2-float64", "llama-float32"])

@@ -8,14 +8,11 @@ dominates the time); rank 0 writes the largest differences to a JSON file that t
 from __future__ import annotations
 
 import copy
-import json
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from scratchllm.config import ConfigError
@@ -23,6 +20,8 @@ from scratchllm.model import GPT, GPTConfig
 from scratchllm.parallel.tensor_parallel import check_tp_degree
 from scratchllm.train.config import TrainConfig
 from scratchllm.train.optim import build_optimizer
+
+from .spawn import spawn_workers, write_results
 
 WORLD = 2
 CONFIGS = {
@@ -130,20 +129,13 @@ def worker(rank: int, port: int, out: str) -> None:
     except ConfigError as e:
         results["bad_degree"] = str(e)
     if rank == 0:
-        with open(out, "w") as f:
-            json.dump(results, f)
+        write_results(out, results)
     dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = str(tmp_path_factory.mktemp("tp") / "results.json")
-    mp.spawn(worker, args=(port, out), nprocs=WORLD, join=True)
-    with open(out) as f:
-        return json.load(f)
+    return spawn_workers(worker, tmp_path_factory.mktemp("tp"), WORLD)
 
 
 @pytest.mark.parametrize("case", ["llama-float64", "gpt2-float64", "llama-float32"])
