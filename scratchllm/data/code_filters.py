@@ -34,7 +34,7 @@ from .step import Filter
 ENCODED_DATA = (
     re.compile(r"[a-zA-Z0-9+/\n=]{64,}"),  # base64
     re.compile(r"(?:\b(?:0x|\\x)?[0-9a-fA-F]{2}(?:,|\b\s*)){8,}"),  # hexadecimal byte sequences
-    re.compile(r"(?:\\u[0-9a-fA-F]{4}){8,}"),  # runs of \uXXXX escapes
+    re.compile(r"(?:\\u[0-9a-fA-F]{4}){8,}"),  # runs of \u escapes (\u0041\u0042...)
 )
 
 

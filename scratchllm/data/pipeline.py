@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -145,7 +146,7 @@ class StepConfigs:
 # Global steps: features per shard, one decision over the whole corpus
 
 
-class GlobalStep:
+class GlobalStep(ABC):
     """A step whose verdict on a document depends on the whole corpus, split in two so that it can be sharded.
 
     ``features(texts)`` runs per shard, in parallel: a row of a fixed-width array per document. ``duplicates(rows)``
@@ -156,12 +157,13 @@ class GlobalStep:
     name = "global"
     reason = "duplicate"  # the drop reason recorded for every document this step removes
 
+    @abstractmethod
     def features(self, texts: Sequence[str]) -> np.ndarray:
-        raise NotImplementedError
+        """(N,) texts of one shard -> (N, ...) fixed-width rows, one per document."""
 
+    @abstractmethod
     def duplicates(self, rows: np.ndarray) -> tuple[np.ndarray, Counter]:
         """(N, ...) features in stream order -> (N,) bool, True for a document to drop; and counters for the report."""
-        raise NotImplementedError
 
 
 class ExactDedupStage(GlobalStep):

@@ -21,6 +21,7 @@ document with its reason, so that the executor can write them aside for inspecti
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -78,7 +79,7 @@ class StepStats:
 Rejects = Callable[[Document, str], None]
 
 
-class Step:
+class Step(ABC):
     """Base of all steps: ``run`` streams documents through, ``stats`` records the decisions."""
 
     name = "step"
@@ -87,8 +88,9 @@ class Step:
         self.stats = StepStats(self.name)
         self.rejects: Rejects | None = None  # set by the executor to write dropped documents aside
 
+    @abstractmethod
     def run(self, docs: Iterable[Document]) -> Iterator[Document]:
-        raise NotImplementedError
+        """Stream ``docs`` through this step, recording every decision in ``self.stats``."""
 
     def _dropped(self, doc: Document, reason: str) -> None:
         self.stats.drop(doc, reason)
@@ -99,8 +101,9 @@ class Step:
 class Filter(Step):
     """Keeps a document when ``reason_to_drop`` returns None; otherwise drops it and records the reason."""
 
+    @abstractmethod
     def reason_to_drop(self, doc: Document) -> str | None:
-        raise NotImplementedError
+        """None to keep ``doc``; a short reason such as ``"gopher:word_count"`` to drop it."""
 
     def run(self, docs: Iterable[Document]) -> Iterator[Document]:
         for doc in docs:
@@ -116,8 +119,9 @@ class Filter(Step):
 class Mapper(Step):
     """Replaces each document by ``apply(doc)``: a Document to keep (changed or not), or a str reason to drop it."""
 
+    @abstractmethod
     def apply(self, doc: Document) -> Document | str:
-        raise NotImplementedError
+        """The document to keep (changed or not), or a short reason to drop it."""
 
     def run(self, docs: Iterable[Document]) -> Iterator[Document]:
         for doc in docs:

@@ -25,25 +25,17 @@ from collections import Counter
 from pathlib import Path
 
 from ...data import CorpusConfig, Document, open_corpus
-from ...data.code_filters import CodeFilter
-from ...data.filters import C4Filter, FineWebFilter, GopherQuality, GopherRepetition
 from ...data.language import LanguageConfig, LanguageFilter
 from ...data.normalize import Normalize
-from ...data.pii import RedactPII
+from ...data.pipeline import DOCUMENT_STEPS
 from ...data.step import Step
 from .output import write_outputs
 
 # The repository's sibling `shared/data`: small corpora and benchmark files the team keeps outside the repository.
 DEFAULT_SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-STEPS: dict[str, type[Step]] = {
-    "gopher": GopherQuality,
-    "gopher_repetition": GopherRepetition,
-    "c4": C4Filter,
-    "fineweb": FineWebFilter,
-    "code": CodeFilter,
-    "language": LanguageFilter,
-    "pii": RedactPII,
-}
+# The filters measured, by their names in the pipeline's registry (scratchllm/data/pipeline.py).
+MEASURED = ("gopher", "gopher_repetition", "c4", "fineweb", "code", "language", "pii")
+STEPS = {name: DOCUMENT_STEPS[name] for name in MEASURED}
 CODE_CHAIN = ("code", "pii")
 PROSE_CHAIN = ("language", "gopher_repetition", "gopher", "c4", "fineweb", "pii")
 CHUNK_CHARS = 2000
