@@ -28,12 +28,15 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.fsdp import fully_shard
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
+from torch.distributed.tensor import DTensor
 from torch.utils.checkpoint import checkpoint
 
 from ..model import GPT
 from ..model.loss import IGNORE_INDEX, full_cross_entropy
-from ..train.step import StepResult
+from ..train.step import StepResult, squared_norm
 
 SCHEDULES = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}
 
@@ -130,35 +133,70 @@ class Pipeline:
     loss: TokenMeanLoss
     group: dist.ProcessGroup
     n_microbatches: int
-    tied_shape: tuple[int, int] | None  # (vocab, d) of the embedding that the head shares, or None if untied
+    tied_shape: tuple[int, int] | None  # this rank's (rows, d) of the embedding the head shares, or None if untied
+    dp_group: dist.ProcessGroup | None = None  # the data-parallel ranks of this stage (3D), or None
 
 
 def build_pipeline(
-    model: GPT, group: dist.ProcessGroup, n_microbatches: int, schedule: str = "1f1b", device: str = "cpu"
+    model: GPT,
+    group: dist.ProcessGroup,
+    n_microbatches: int,
+    schedule: str = "1f1b",
+    device: str = "cpu",
+    dp_mesh: DeviceMesh | None = None,
+    tp_mesh: DeviceMesh | None = None,
 ) -> Pipeline:
     """Cut ``model`` into one stage per rank of ``group`` and keep this rank's; drive it with ``schedule``
-    ("gpipe" or "1f1b") over ``n_microbatches`` micro-batches per step (the batch must divide by it)."""
+    ("gpipe" or "1f1b") over ``n_microbatches`` micro-batches per step (the batch must divide by it).
+
+    3D parallelism: with ``tp_mesh`` every block is first split over the tensor-parallel ranks (before the cut, so
+    the plans see the model's module paths); with ``dp_mesh`` the stage is then sharded with FSDP over the
+    data-parallel ranks that hold the same stage, each fed its own slice of the batch (torchtitan's order)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"pipeline schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
+    if tp_mesh is not None and tp_mesh.size() > 1:
+        from .tensor_parallel import apply_tensor_parallel
+
+        apply_tensor_parallel(model, tp_mesh)
     rank, size = dist.get_rank(group), dist.get_world_size(group)
     module = StageModule(model, rank, size)
+    sharded = dp_mesh is not None and dp_mesh.size() > 1
+    if sharded:
+        # Each micro-batch would gather a resharded block again: keep the gathered weights for the whole step
+        # (ZeRO-2 memory for parameters), as torchtitan does under pipelining.
+        for block in module.blocks.values():
+            fully_shard(block, mesh=dp_mesh, reshard_after_forward=False)
+        fully_shard(module, mesh=dp_mesh, reshard_after_forward=False)
     stage = TimedStage(module, rank, size, torch.device(device), group=group)
     loss = TokenMeanLoss()
     # scale_grads=False: the loss is already divided by the step's token count; a further 1/m would be wrong.
     runner = SCHEDULES[schedule](stage, n_microbatches, loss_fn=loss, scale_grads=False)
     cfg = model.config
-    tied_shape = (cfg.vocab_size, cfg.d_model) if cfg.tie_embeddings and size > 1 else None
-    return Pipeline(module, stage, runner, loss, group, n_microbatches, tied_shape)
+    tied_shape = None
+    if cfg.tie_embeddings and size > 1:
+        # FSDP splits rows like torch.chunk: ceil(V / n) per rank, the last ranks possibly fewer (or none).
+        n, r = (dp_mesh.size(), dp_mesh.get_local_rank()) if sharded else (1, 0)
+        chunk = -(-cfg.vocab_size // n)
+        tied_shape = (max(0, min(cfg.vocab_size - r * chunk, chunk)), cfg.d_model)
+    dp_group = dp_mesh.get_group() if sharded else None
+    return Pipeline(module, stage, runner, loss, group, n_microbatches, tied_shape, dp_group)
 
 
 def pipeline_step(
     pipe: Pipeline, inputs: torch.Tensor, targets: torch.Tensor, optimizer: torch.optim.Optimizer, grad_clip: float = 0
 ) -> StepResult:
     """One optimizer step over the whole batch, as ``accumulated_step`` does for one process: inputs and targets
-    (B, T) are given on every rank (the first stage reads the inputs, the last the targets); the loss and the
-    gradient norm are those of the whole model, the same on every rank."""
+    (B, T) are given on every rank of the pipeline (the first stage reads the inputs, the last the targets); the
+    loss and the gradient norm are those of the whole model, the same on every rank. Under 3D each data-parallel
+    group of stages gets its own slice of the global batch; FSDP averages their gradients."""
     tokens = int((targets != IGNORE_INDEX).sum())
-    pipe.loss.tokens = tokens
+    dp = dist.get_world_size(pipe.dp_group) if pipe.dp_group is not None else 1
+    if pipe.dp_group is not None:
+        count = torch.tensor(tokens, dtype=torch.float64)
+        dist.all_reduce(count, group=pipe.dp_group)
+        tokens = int(count)
+    # FSDP averages over the dp ranks what each computes, so each divides its summed loss by tokens / dp.
+    pipe.loss.tokens = tokens / dp
     losses: list[torch.Tensor] = []
     pipe.stage.busy = 0.0
     # Start every stage's clock together, so the wait for the first activation (or gradient) counts as idle time; a
@@ -178,17 +216,22 @@ def pipeline_step(
     tied = pipe.module.tok_emb.weight if pipe.tied_shape and pipe.module.tok_emb is not None else None
     if pipe.tied_shape:
         # Sum the two copies' gradients (the middle stages add zeros: one collective over the pipeline group, no
-        # extra group to create). Both copies then take the same update and stay equal.
+        # extra group to create). Both copies then take the same update and stay equal. Under FSDP each rank sums
+        # its own shard: the first and last stages of one data-parallel rank hold the same rows.
         dtype = next(pipe.module.parameters()).dtype
-        grad = tied.grad if tied is not None else torch.zeros(pipe.tied_shape, dtype=dtype)
+        grad = _local(tied.grad) if tied is not None else torch.zeros(pipe.tied_shape, dtype=dtype)
         dist.all_reduce(grad, group=pipe.group)
-    # The global norm: squared norms add over stages; the tied matrix counts once (on the first stage). The loss
-    # lives on the last stage only: the others add zero.
+    # The global norm: squared norms add over stages; the tied matrix counts once (on the first stage).
     counted = [p for p in params if not (p is tied and not pipe.module.is_first)]
-    square = sum((p.grad.double().square().sum() for p in counted), torch.zeros((), dtype=torch.float64))
-    loss = torch.stack(losses).sum().detach().double() if losses else torch.zeros((), dtype=torch.float64)
+    square = squared_norm([p.grad for p in counted])
+    # The loss lives on the last stage only: the others add zero; the dp ranks' losses are averaged.
+    loss = torch.stack(losses).sum().detach().double() / dp if losses else torch.zeros((), dtype=torch.float64)
     both = torch.stack([square, loss])
     dist.all_reduce(both, group=pipe.group)
+    if pipe.dp_group is not None:
+        loss_over_dp = both[1].clone()
+        dist.all_reduce(loss_over_dp, group=pipe.dp_group)
+        both[1] = loss_over_dp
     grad_norm, loss = math.sqrt(float(both[0])), float(both[1])
     updated = math.isfinite(loss) and math.isfinite(grad_norm)  # never apply a NaN or inf update
     if updated:
@@ -199,6 +242,11 @@ def pipeline_step(
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return StepResult(loss=loss, tokens=tokens, grad_norm=grad_norm, updated=updated)
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """A DTensor's local shard (which shares its storage), or the tensor itself."""
+    return tensor.to_local() if isinstance(tensor, DTensor) else tensor
 
 
 def measured_bubble(pipe: Pipeline) -> dict[str, float]:

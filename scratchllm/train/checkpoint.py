@@ -44,20 +44,23 @@ def save_checkpoint(
     model: GPT,
     tokenizer: Tokenizer | None = None,
     extra_files: Callable[[Path], None] | None = None,
+    state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write ``model`` (and its tokenizer) to ``directory`` atomically; an existing checkpoint there is replaced.
 
     ``extra_files(tmp)`` may write more into the temporary directory before the rename (the trainer adds
-    ``train_state/`` this way), so the extra files appear together with the weights or not at all."""
+    ``train_state/`` this way), so the extra files appear together with the weights or not at all. ``state``: the
+    weights to write instead of ``model.state_dict()``, e.g. gathered whole from a sharded model (``train/state.py``);
+    ``model`` then only supplies the config."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         config = dataclasses.asdict(model.config)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        state = {k: v.detach().contiguous().cpu() for k, v in (state or model.state_dict()).items()}
         if model.config.tie_embeddings:
-            state.pop("lm_head.weight")  # the same tensor as tok_emb.weight; safetensors refuses shared storage
+            state.pop("lm_head.weight", None)  # the same tensor as tok_emb.weight; safetensors refuses shared storage
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         if tokenizer is not None:
             tokenizer.save(tmp / TOKENIZER_DIR)
@@ -122,6 +125,14 @@ def load_checkpoint(
 
 def load_weights(model: GPT, state: dict[str, torch.Tensor], source: str) -> None:
     """Copy ``state`` into ``model``, naming the first tensor whose name or shape does not fit."""
+    state = check_weights(model, state, source)
+    model.load_state_dict(state, strict=False)
+    model.tie_weights()
+
+
+def check_weights(model: GPT, state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """Refuse ``state`` unless it has exactly ``model``'s tensors with their shapes (a sharded model's DTensors report
+    their whole shape); returns it without a tied head's duplicate."""
     expected = model.state_dict()
     if model.config.tie_embeddings:
         expected.pop("lm_head.weight")
@@ -138,8 +149,7 @@ def load_weights(model: GPT, state: dict[str, torch.Tensor], source: str) -> Non
                 f"{source}: {name} has shape {tuple(tensor.shape)} but the config needs {tuple(expected[name].shape)};"
                 " the weights and config.json come from different models"
             )
-    model.load_state_dict(state, strict=False)
-    model.tie_weights()
+    return state
 
 
 def check_tokenizer_fits(tokenizer: Tokenizer, cfg: GPTConfig) -> None:

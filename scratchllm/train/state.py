@@ -1,7 +1,7 @@
 """The training checkpoint: a model checkpoint plus ``train_state/``, everything a run needs to continue exactly.
 
     DIR/config.json, DIR/model.safetensors, DIR/tokenizer/     as written by ``checkpoint.save_checkpoint``
-    DIR/train_state/optimizer.pt    the optimizer's state_dict: plain tensors, numbers and lists (``torch.save``)
+    DIR/train_state/optimizer.pt    AdamW's state by parameter name: plain tensors, numbers, lists (``torch.save``)
     DIR/train_state/state.json      completed steps, the loader's position, RNG states, the config, extras
 
 Everything goes into the temporary directory that ``save_checkpoint`` renames into place, so a crash leaves either
@@ -12,6 +12,11 @@ estimates and step counts (``optimizer.pt``), the data position (the loader's st
 of seed and step), and the RNG streams of Python, NumPy and torch (dropout draws from torch's). The optimizer file is
 read back with ``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers, so a
 checkpoint from elsewhere cannot run code when loaded.
+
+A distributed run writes the same files: the shards are gathered whole on rank 0 before writing, and scattered back
+into whatever layout the resuming run uses (DDP, FSDP, tensor parallel, or one process). Gathering costs rank 0
+host memory for the whole state (about 12 bytes per parameter with AdamW in fp32), which is fine up to a few billion
+parameters; beyond that a per-rank sharded format (``torch.distributed.checkpoint.save``) would be the next step.
 """
 
 from __future__ import annotations
@@ -23,12 +28,20 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
 from ..model import GPT
 from ..tokenizer import Tokenizer
-from .checkpoint import WEIGHTS_FILE, CheckpointError, load_weights, save_checkpoint
+from .checkpoint import WEIGHTS_FILE, CheckpointError, check_weights, save_checkpoint
 
 STATE_DIR = "train_state"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -60,6 +73,20 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
 
 
+def gathered_state(model: GPT, optimizer: torch.optim.Optimizer | None = None) -> tuple[dict, dict | None]:
+    """The whole model state and (optionally) the optimizer state, keyed by parameter name, as CPU tensors.
+
+    In one process these are the model's own tensors. Under FSDP or tensor parallelism each rank holds shards
+    (DTensors); ``torch.distributed.checkpoint.state_dict`` gathers every tensor whole, one at a time (so a device
+    never holds more than the largest tensor twice), onto rank 0; the other ranks get empty dicts. Every rank must
+    call it: the gathers are collectives. The optimizer state is keyed by parameter *name* instead of the position
+    in the parameter list, so it fits any layout of the same model."""
+    options = StateDictOptions(full_state_dict=True, cpu_offload=dist.is_initialized())
+    if optimizer is None:
+        return get_model_state_dict(model, options=options), None
+    return get_state_dict(model, optimizer, options=options)
+
+
 def save_training_checkpoint(
     directory: str | Path,
     model: GPT,
@@ -70,36 +97,95 @@ def save_training_checkpoint(
     extra: dict | None = None,
 ) -> Path:
     """Write model, tokenizer and training state to ``directory`` atomically. ``step`` counts completed updates;
-    ``extra`` (JSON-serializable: the config, the best validation loss...) is stored in ``state.json``."""
+    ``extra`` (JSON-serializable: the config, the best validation loss...) is stored in ``state.json``.
+
+    Every rank of a distributed run calls it (the state is gathered); rank 0 writes. The files are those of a
+    single-process run, so a checkpoint saved under one strategy resumes under any other, or in one process."""
+    weights, optim_state = gathered_state(model, optimizer)
+    if dist.is_initialized() and dist.get_rank() != 0:
+        return Path(directory)
     state = {"step": step, "loader": loader_state, "rng": rng_state(), "extra": extra or {}}
 
     def write_train_state(tmp: Path) -> None:
         (tmp / STATE_DIR).mkdir()
-        torch.save(optimizer.state_dict(), tmp / STATE_DIR / OPTIMIZER_FILE)
+        torch.save(optim_state, tmp / STATE_DIR / OPTIMIZER_FILE)
         (tmp / STATE_DIR / STATE_FILE).write_text(json.dumps(state) + "\n")
 
-    return save_checkpoint(directory, model, tokenizer, extra_files=write_train_state)
+    return save_checkpoint(directory, model, tokenizer, extra_files=write_train_state, state=weights)
 
 
 def load_training_checkpoint(directory: str | Path, model: GPT, optimizer: torch.optim.Optimizer) -> dict:
-    """Load weights into ``model`` and state into ``optimizer`` (both built as for the original run), restore the
-    RNG states, and return the contents of ``state.json`` (``step``, ``loader``, ``extra``)."""
+    """Load weights into ``model`` and state into ``optimizer`` (both built as for the original run, under any
+    parallel layout), restore the RNG states, and return the contents of ``state.json`` (``step``, ``loader``,
+    ``extra``).
+
+    Under ``torchrun`` only rank 0 reads the files (other nodes need not see them) and every tensor is broadcast and
+    sharded into place; an unreadable checkpoint fails on every rank with the same message, so none is left waiting."""
     directory = Path(directory)
+    distributed = dist.is_initialized()
+    files: tuple[dict, dict, dict] | None = None
+    problem = None
+    if not distributed or dist.get_rank() == 0:
+        try:
+            files = _read_training_files(directory, model, optimizer)
+        except CheckpointError as exc:
+            problem = str(exc)
+    if distributed:
+        shared = [problem, files[2] if files else None]
+        dist.broadcast_object_list(shared, src=0)
+        problem, state = shared
+        weights, optim_state = (files[0], files[1]) if files else ({}, {})
+    elif files:
+        weights, optim_state, state = files
+    if problem:
+        raise CheckpointError(problem)
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=distributed)
+    # Two calls, not set_state_dict: given an empty model dict (ranks other than 0), it would skip the model's
+    # broadcast that rank 0 joins, and the ranks would wait on each other for ever.
+    set_model_state_dict(model, weights, options=options)
+    set_optimizer_state_dict(model, optimizer, optim_state, options=options)
+    model.tie_weights()
+    set_rng_state(state["rng"])
+    return state
+
+
+def _read_training_files(directory: Path, model: GPT, optimizer: torch.optim.Optimizer) -> tuple[dict, dict, dict]:
+    """Weights (checked against the model), optimizer state (keyed by name) and ``state.json`` of a checkpoint."""
     state_dir = directory / STATE_DIR
     if not (state_dir / STATE_FILE).is_file() or not (state_dir / OPTIMIZER_FILE).is_file():
         raise CheckpointError(f"{directory} has no {STATE_DIR}/ to resume from; it is a model-only checkpoint")
     try:
-        weights = load_file(str(directory / WEIGHTS_FILE), device=str(model.lm_head.weight.device))
+        weights = load_file(str(directory / WEIGHTS_FILE))
         optim_state = torch.load(state_dir / OPTIMIZER_FILE, weights_only=True, map_location="cpu")
         state = json.loads((state_dir / STATE_FILE).read_text())
     except (OSError, SafetensorError, RuntimeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"cannot read the training checkpoint {directory}: {exc}") from None
-    load_weights(model, weights, str(directory / WEIGHTS_FILE))
-    try:
-        optimizer.load_state_dict(optim_state)
-    except (ValueError, KeyError) as exc:
+    weights = check_weights(model, weights, str(directory / WEIGHTS_FILE))
+    if model.config.tie_embeddings:
+        weights["lm_head.weight"] = weights["tok_emb.weight"]  # the state dict API expects both names
+    names = _parameter_names(model, optimizer)
+    if all(isinstance(key, int) for key in optim_state.get("state", {})):
+        optim_state = _keyed_by_name(optim_state, names)  # written before checkpoints were keyed by name
+    saved = {name for group in optim_state.get("param_groups", []) for name in group.get("params", [])}
+    if saved != set(names):
         raise CheckpointError(
-            f"{directory}: the optimizer state does not fit this model ({exc}); resume with the same model config"
-        ) from None
-    set_rng_state(state["rng"])
-    return state
+            f"{directory}: the optimizer state does not fit this model (it has {len(saved)} parameters, the model "
+            f"{len(names)}); resume with the same model config"
+        )
+    return weights, optim_state, state
+
+
+def _parameter_names(model: GPT, optimizer: torch.optim.Optimizer) -> list[str]:
+    """The names of the optimizer's parameters, in the optimizer's order."""
+    name_of = {id(p): name for name, p in model.named_parameters()}
+    return [name_of[id(p)] for group in optimizer.param_groups for p in group["params"]]
+
+
+def _keyed_by_name(optim_state: dict, names: list[str]) -> dict:
+    """Convert an optimizer state dict keyed by parameter position (``optimizer.state_dict()``) to names."""
+    if len(names) != sum(len(g["params"]) for g in optim_state["param_groups"]):
+        raise CheckpointError("the optimizer state does not fit this model; resume with the same model config")
+    return {
+        "state": {names[i]: value for i, value in optim_state["state"].items()},
+        "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in optim_state["param_groups"]],
+    }

@@ -32,7 +32,9 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from ..model.loss import IGNORE_INDEX
 
@@ -100,10 +102,7 @@ def accumulated_step(
     params = [p for p in model.parameters() if p.grad is not None]
     if scaler is not None:
         scaler.unscale_(optimizer)  # clip and report the true gradient, not the scaled one
-    if grad_clip > 0:
-        grad_norm = nn.utils.clip_grad_norm_(params, grad_clip)  # returns the norm before clipping
-    else:
-        grad_norm = nn.utils.get_total_norm([p.grad for p in params])  # still worth logging
+    grad_norm = clip_gradients(params, grad_clip)  # the norm before clipping, logged even without clipping
     total = torch.stack(sums).sum()
     loss = float(all_reduce(total) if all_reduce is not None else total) / tokens
     # A NaN or inf anywhere would poison every weight through the update: never apply it. The caller decides
@@ -117,3 +116,48 @@ def accumulated_step(
     optimizer.zero_grad(set_to_none=True)  # frees the gradients' memory until the next backward
     overflow = scaler is not None and math.isfinite(loss) and not updated
     return StepResult(loss=loss, tokens=tokens, grad_norm=float(grad_norm), updated=updated, overflow=overflow)
+
+
+def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float:
+    """Scale the gradients of ``params`` so that their global L2 norm is at most ``max_norm`` (0: leave them), and
+    return the norm before scaling.
+
+    Plain tensors and DDP use ``torch.nn.utils.clip_grad_norm_``. Sharded gradients (FSDP, tensor parallelism, or both
+    on a 2D mesh, where the embedding lives on the dp mesh and the blocks on the dp x tp mesh) go through
+    :func:`squared_norm`, since ``clip_grad_norm_`` cannot stack DTensors of different meshes."""
+    grads = [p.grad for p in params]
+    if not any(isinstance(g, DTensor) for g in grads):
+        if max_norm > 0:
+            return float(nn.utils.clip_grad_norm_(params, max_norm))
+        return float(nn.utils.get_total_norm(grads))
+    norm = math.sqrt(float(squared_norm(grads)))
+    if max_norm > 0:
+        coef = min(1.0, max_norm / (norm + 1e-6))  # clip_grad_norm_'s coefficient
+        for g in grads:
+            g.mul_(coef)
+    return norm
+
+
+def squared_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The squared L2 norm of ``grads`` over this stage, in float64, whatever their layout.
+
+    Plain tensors add up directly. DTensors (FSDP shards over dp, tensor-parallel shards over tp, or both) are
+    grouped by the mesh dimensions they are sharded on; each group's local sums are all-reduced over exactly those
+    dimensions and not over the ones the tensors are replicated on (a norm weight replicated over tp must count
+    once, not tp times): one small collective per group and dimension, not per parameter."""
+    total = torch.zeros((), dtype=torch.float64)
+    by_layout: dict[tuple, torch.Tensor] = {}
+    for g in grads:
+        local = (g.to_local() if isinstance(g, DTensor) else g).double().square().sum()
+        if isinstance(g, DTensor):
+            # Not ``is_shard()``: FSDP over a tensor-parallel weight places it as ``_StridedShard``, which says no.
+            sharded = tuple(dim for dim, placement in enumerate(g.placements) if not placement.is_replicate())
+            key = (g.device_mesh, sharded)
+            by_layout[key] = by_layout.get(key, torch.zeros((), dtype=torch.float64, device=local.device)) + local
+        else:
+            total = total + local.cpu()
+    for (mesh, sharded), local_sum in by_layout.items():
+        for dim in sharded:
+            dist.all_reduce(local_sum, group=mesh.get_group(dim))
+        total = total + local_sum.cpu()
+    return total

@@ -18,7 +18,8 @@ Under ``torchrun`` (a process group is initialized, parallel/dist.py) the same l
 windows (the loader's batches depend on (seed, step, rank)), the loss is normalized by the global count of targets
 (train/step.py), gradients are synchronized once per step (``no_sync``), evaluation splits the validation windows
 over the DDP ranks and sums the results, and only rank 0 writes: metrics, plots, the report, the config and the
-checkpoints. A single process runs exactly as before.
+checkpoints (gathered whole from every rank's shards, train/state.py, so a run resumes under any layout). A single
+process runs exactly as before.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from .optim import build_optimizer
 from .precision import CompiledSteps, autocast_factory, grad_scaler
 from .report import write_report
 from .schedule import lr_at, set_lr
-from .state import load_training_checkpoint, save_training_checkpoint
+from .state import gathered_state, load_training_checkpoint, save_training_checkpoint
 from .step import accumulated_step
 
 CHECKPOINTS = "checkpoints"
@@ -195,9 +196,9 @@ def train(
         if scaler is not None:
             extra["grad_scaler"] = scaler.state_dict()
         target = run_dir / CHECKPOINTS / f"step_{step:06d}"
-        save_training_checkpoint(target, model, tokenizer, optimizer, loader.state_dict(), step, extra)
+        save_training_checkpoint(target, model, tokenizer, optimizer, loader.state_dict(), step, extra)  # all ranks
         # Prune only now that the new checkpoint is complete: a crash above leaves the older ones in place.
-        if cfg.keep_last:
+        if cfg.keep_last and rank0:
             for old in checkpoint_dirs(run_dir)[: -cfg.keep_last]:
                 shutil.rmtree(old)
 
@@ -243,14 +244,15 @@ def train(
                 record |= {"val_loss": val["loss"], "val_ppl": val["ppl"], "val_bpb": val["bpb"]}
                 if val["loss"] < best:
                     best = val["loss"]
+                    weights, _ = gathered_state(model)  # every rank: a sharded model's gathers are collectives
                     if rank0:
-                        save_checkpoint(run_dir / CHECKPOINTS / "best", model, tokenizer)
+                        save_checkpoint(run_dir / CHECKPOINTS / "best", model, tokenizer, state=weights)
             log.log(record)
             # Every rank must stop after the same step, or the others would wait in a collective for ever.
             stop = ctrl_c.requested
             if distributed:
                 stop = bool(sum_over_ranks(torch.tensor(int(stop), device=device)))  # over all ranks, not dp only
-            if rank0 and ((cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end or stop):
+            if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end or stop:
                 save(done)
             if stop:
                 record["interrupted"] = True
