@@ -46,7 +46,7 @@ def score_windows(model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -
     with -100 marking targets not to score. The model runs in eval mode (no dropout) and is put back as it was."""
     was_training = model.training
     model.eval()
-    device = model.lm_head.weight.device
+    device = next(model.parameters()).device
     total, count = 0.0, 0
     try:
         for inputs, targets in batches:

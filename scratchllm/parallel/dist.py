@@ -44,8 +44,12 @@ class ParallelConfig:
     dp_shard: str = "ddp"
     # Tensor-parallel degree: each block's matrices split over this many ranks (keep it within one node).
     tp: int = 1
-    # Pipeline-parallel degree: the model cut into this many stages.
+    # Pipeline-parallel degree: the model cut into this many stages (train.grad_accum_steps micro-batches per step
+    # flow through them; at least 2 * pp keeps the bubble, (pp-1)/(m+pp-1), below a third).
     pp: int = 1
+    # The pipeline's schedule: "1f1b" (one forward, one backward: at most pp micro-batches' activations in flight)
+    # or "gpipe" (all forwards, then all backwards: the same bubble, m micro-batches' activations).
+    schedule: str = "1f1b"
     # Seconds a collective may wait for the other ranks before the run fails with an error (a dead rank is noticed
     # at once; this bounds a hung one). Long enough for a slow checkpoint save or the first torch.compile.
     timeout: float = 600.0
@@ -56,6 +60,8 @@ class ParallelConfig:
         for name in ("tp", "pp"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"parallel.{name} must be at least 1 (1 turns it off); got {getattr(self, name)}")
+        if self.schedule not in ("1f1b", "gpipe"):
+            raise ConfigError(f"parallel.schedule must be 1f1b or gpipe; got {self.schedule!r}")
         if not self.timeout > 0:
             raise ConfigError(f"parallel.timeout must be a positive number of seconds; got {self.timeout}")
 

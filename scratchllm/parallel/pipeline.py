@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
@@ -74,6 +77,7 @@ class StageModule(nn.Module):
         self.norm_f = model.norm_f if self.is_last else None
         self.lm_head = model.lm_head if self.is_last else None
         self.activation_checkpointing = model.config.activation_checkpointing
+        self.d_model = model.config.d_model  # the width of the activation that crosses each cut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T = x.shape[1]
@@ -135,6 +139,7 @@ class Pipeline:
     n_microbatches: int
     tied_shape: tuple[int, int] | None  # this rank's (rows, d) of the embedding the head shares, or None if untied
     dp_group: dist.ProcessGroup | None = None  # the data-parallel ranks of this stage (3D), or None
+    leader: bool = True  # the first of its stage's dp x tp ranks: it speaks for the stage when a checkpoint is saved
 
 
 def build_pipeline(
@@ -145,13 +150,15 @@ def build_pipeline(
     device: str = "cpu",
     dp_mesh: DeviceMesh | None = None,
     tp_mesh: DeviceMesh | None = None,
+    compile: bool = False,
 ) -> Pipeline:
     """Cut ``model`` into one stage per rank of ``group`` and keep this rank's; drive it with ``schedule``
     ("gpipe" or "1f1b") over ``n_microbatches`` micro-batches per step (the batch must divide by it).
 
     3D parallelism: with ``tp_mesh`` every block is first split over the tensor-parallel ranks (before the cut, so
     the plans see the model's module paths); with ``dp_mesh`` the stage is then sharded with FSDP over the
-    data-parallel ranks that hold the same stage, each fed its own slice of the batch (torchtitan's order)."""
+    data-parallel ranks that hold the same stage, each fed its own slice of the batch (torchtitan's order:
+    ``compile`` compiles each block between the two, as ``parallelize`` does)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"pipeline schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
     if tp_mesh is not None and tp_mesh.size() > 1:
@@ -160,6 +167,9 @@ def build_pipeline(
         apply_tensor_parallel(model, tp_mesh)
     rank, size = dist.get_rank(group), dist.get_world_size(group)
     module = StageModule(model, rank, size)
+    if compile:
+        for block in module.blocks.values():
+            block.compile()
     sharded = dp_mesh is not None and dp_mesh.size() > 1
     if sharded:
         # Each micro-batch would gather a resharded block again: keep the gathered weights for the whole step
@@ -179,11 +189,17 @@ def build_pipeline(
         chunk = -(-cfg.vocab_size // n)
         tied_shape = (max(0, min(cfg.vocab_size - r * chunk, chunk)), cfg.d_model)
     dp_group = dp_mesh.get_group() if sharded else None
-    return Pipeline(module, stage, runner, loss, group, n_microbatches, tied_shape, dp_group)
+    leader = all(mesh is None or mesh.get_local_rank() == 0 for mesh in (dp_mesh, tp_mesh))
+    return Pipeline(module, stage, runner, loss, group, n_microbatches, tied_shape, dp_group, leader)
 
 
 def pipeline_step(
-    pipe: Pipeline, inputs: torch.Tensor, targets: torch.Tensor, optimizer: torch.optim.Optimizer, grad_clip: float = 0
+    pipe: Pipeline,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    grad_clip: float = 0,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> StepResult:
     """One optimizer step over the whole batch, as ``accumulated_step`` does for one process: inputs and targets
     (B, T) are given on every rank of the pipeline (the first stage reads the inputs, the last the targets); the
@@ -203,12 +219,13 @@ def pipeline_step(
     # later stage would wait there anyway.
     dist.barrier(group=pipe.group)
     start = time.perf_counter()
-    if pipe.module.is_first:
-        pipe.schedule.step(inputs)
-    elif pipe.module.is_last:
-        pipe.schedule.step(target=targets, losses=losses)
-    else:
-        pipe.schedule.step()
+    with autocast():  # the schedule runs forward and backward; autocast only changes the forward's dtypes
+        if pipe.module.is_first:
+            pipe.schedule.step(inputs)
+        elif pipe.module.is_last:
+            pipe.schedule.step(target=targets, losses=losses)
+        else:
+            pipe.schedule.step()
     pipe.stage.wall = time.perf_counter() - start
 
     params = [p for p in pipe.module.parameters() if p.grad is not None]
@@ -260,3 +277,79 @@ def measured_bubble(pipe: Pipeline) -> dict[str, float]:
     p, m = dist.get_world_size(pipe.group), pipe.n_microbatches
     busy, wall = pipe.stage.busy, float(wall)
     return {"busy": busy, "wall": wall, "bubble": 1 - busy / wall, "ideal": (p - 1) / (m + p - 1)}
+
+
+class PipelineScorer(nn.Module):
+    """The pipeline as a forward-only model for ``eval/perplexity.score_windows``: ``scorer(inputs, targets,
+    reduction="sum")`` runs the stages one after the other, the activation sent point to point from each to the
+    next, and returns the summed cross-entropy on every rank of the pipeline (no schedule: nothing to overlap
+    without a backward pass). Every rank of the pipeline must call it with the same batch."""
+
+    def __init__(self, pipe: Pipeline):
+        super().__init__()
+        self.pipe = pipe
+        self.stage_module = pipe.module  # registered, so parameters(), eval() and train() see the stage
+
+    @torch.no_grad()
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+        if reduction != "sum":
+            raise ValueError("the pipeline scorer sums the loss; divide by the counted targets yourself")
+        module, group = self.pipe.module, self.pipe.group
+        rank, device = dist.get_rank(group), inputs.device
+        if module.is_first:
+            x = inputs  # (B, T) ids
+        else:
+            param = next(module.parameters())
+            x = torch.empty(*inputs.shape, module.d_model, dtype=param.dtype, device=device)  # (B, T, d)
+            dist.recv(x, src=dist.get_global_rank(group, rank - 1), group=group)
+        out = module(x)
+        if module.is_last:
+            total, _ = full_cross_entropy(out, targets)  # out: (B, T, vocab) logits
+            total = total.double()
+        else:
+            dist.send(out.contiguous(), dst=dist.get_global_rank(group, rank + 1), group=group)  # (B, T, d)
+            total = torch.zeros((), dtype=torch.float64, device=device)
+        dist.all_reduce(total, group=group)  # only the last stage adds a loss
+        return total
+
+
+def pipeline_state(pipe: Pipeline, optimizer: torch.optim.Optimizer | None = None) -> tuple[dict, dict | None]:
+    """The whole model's state (and optimizer state, keyed by name), merged from every stage onto global rank 0 as
+    CPU tensors; empty dicts elsewhere. Every rank calls it.
+
+    Each stage's ranks first gather their stage whole (FSDP and tensor-parallel shards; ``cpu_offload`` would keep
+    it on global rank 0 only, which holds just the first stage), then the first rank of each stage sends it to rank
+    0 over the pipeline group that links them. The tied matrix arrives twice, from the first and the last stage,
+    with equal values (both copies take the same updates)."""
+    options = StateDictOptions(full_state_dict=True)
+    if optimizer is None:
+        weights, optim_state = get_model_state_dict(pipe.module, options=options), None
+    else:
+        weights, optim_state = get_state_dict(pipe.module, optimizer, options=options)
+    parts = [None] * dist.get_world_size(pipe.group) if dist.get_rank() == 0 else None
+    if pipe.leader:
+        mine = (_to_cpu(weights), _to_cpu(optim_state))
+        dist.gather_object(mine, parts, dst=dist.get_global_rank(pipe.group, 0), group=pipe.group)
+    if dist.get_rank() != 0:
+        return {}, ({} if optimizer is not None else None)
+    merged = {name: tensor for part_weights, _ in parts for name, tensor in part_weights.items()}
+    if optimizer is None:
+        return merged, None
+    state, groups = {}, {}
+    for _, part in parts:
+        state.update(part["state"])
+        for group in part["param_groups"]:  # the decay and no-decay groups: the same hyperparameters on every stage
+            merged_group = groups.setdefault(group["weight_decay"], {**group, "params": []})
+            merged_group["params"] += [n for n in group["params"] if n not in merged_group["params"]]
+    return merged, {"state": state, "param_groups": list(groups.values())}
+
+
+def _to_cpu(value):
+    """``value`` with every tensor in it (nested dicts and lists) moved to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(v) for v in value)
+    return value

@@ -31,9 +31,14 @@ Step time = compute + communication, nothing overlapped (an upper bound):
 * compute: ``flops_per_token * tokens / (gpus * peak_flops * mfu)``, times 4/3 with checkpointing (the forward runs
   twice), divided by ``1 - (pp - 1) / (m + pp - 1)``, the pipeline bubble with m micro-batches per step;
 * data parallel: DDP all-reduces the gradients, ``2 (dp - 1) / dp`` of their bytes over a ring; FSDP all-gathers the
-  weights twice (forward, backward) and reduce-scatters the gradients, ``3 (dp - 1) / dp``;
+  weights twice (forward, backward) in each of the m micro-batches and reduce-scatters the gradients once,
+  ``(2 m + 1) (dp - 1) / dp``;
 * tensor parallel: two all-reduces of ``s b h`` activations per block forward and two backward (Megatron);
-* pipeline: one ``s b h / tp`` send forward and one backward per stage boundary per micro-batch.
+* pipeline: one ``s b h / tp`` send forward and one backward per stage boundary per micro-batch, plus the all-reduce
+  of a tied embedding's fp32 gradient between the first and the last stage.
+
+``comms.py`` has the exact per-collective formulas (padding, the last block kept gathered) that the measured
+communication is checked against; these are their closed forms, which ``tests/parallel/test_comms.py`` compares.
 
 A link crossing nodes runs at the inter-node bandwidth, else the intra-node one. The planner predicts;
 ``scratchllm.train.fit`` measures, and both choose the micro-batch with the same rule (``fit.choose_micro_batch``).
@@ -189,12 +194,20 @@ def estimate_time(
     flops = flops_per_token(cfg, seq_len) * global_batch * seq_len * recompute
     compute = flops / (cluster.gpus * cluster.flops * cluster.mfu) / (1 - bubble)
     params, _ = _stage_params(cfg, layout)
-    volume = (3 if layout.fsdp else 2) * (dp - 1) / dp * params * e
+    # FSDP gathers the weights in every micro-batch's forward and again in its backward; the gradients are
+    # reduce-scattered once, after the last micro-batch (no_sync). DDP all-reduces once per step.
+    passes = 2 * m + 1 if layout.fsdp else 2
+    volume = passes * (dp - 1) / dp * params * e
     data_parallel = volume / _bandwidth(cluster, dp * tp)
     activation = seq_len * b * cfg.d_model * e
     layers = math.ceil(cfg.n_layer / pp)
     tensor_parallel = 4 * layers * m * 2 * (tp - 1) / tp * activation / _bandwidth(cluster, tp)
-    pipeline = 2 * (pp - 1) * m * activation / tp / _bandwidth(cluster, 2 * dp * tp) if pp > 1 else 0.0
+    pipeline = 0.0
+    if pp > 1:
+        pipeline = 2 * (pp - 1) * m * activation / tp
+        if cfg.tie_embeddings:  # the first and last stage's copies of the tied matrix: an fp32 all-reduce over pp
+            pipeline += 2 * (pp - 1) / pp * cfg.vocab_size * cfg.d_model * 4
+        pipeline /= _bandwidth(cluster, 2 * dp * tp)
     return StepTime(compute, data_parallel, tensor_parallel, pipeline)
 
 

@@ -95,13 +95,16 @@ def save_training_checkpoint(
     loader_state: dict,
     step: int,
     extra: dict | None = None,
+    gathered: tuple[dict, dict] | None = None,
 ) -> Path:
     """Write model, tokenizer and training state to ``directory`` atomically. ``step`` counts completed updates;
     ``extra`` (JSON-serializable: the config, the best validation loss...) is stored in ``state.json``.
 
     Every rank of a distributed run calls it (the state is gathered); rank 0 writes. The files are those of a
-    single-process run, so a checkpoint saved under one strategy resumes under any other, or in one process."""
-    weights, optim_state = gathered_state(model, optimizer)
+    single-process run, so a checkpoint saved under one strategy resumes under any other, or in one process.
+    ``gathered``: (weights, optimizer state) already gathered, as pipeline parallelism does across its stages
+    (``parallel/pipeline.pipeline_state``); by default :func:`gathered_state`."""
+    weights, optim_state = gathered or gathered_state(model, optimizer)
     if dist.is_initialized() and dist.get_rank() != 0:
         return Path(directory)
     state = {"step": step, "loader": loader_state, "rng": rng_state(), "extra": extra or {}}
@@ -114,43 +117,56 @@ def save_training_checkpoint(
     return save_checkpoint(directory, model, tokenizer, extra_files=write_train_state, state=weights)
 
 
-def load_training_checkpoint(directory: str | Path, model: GPT, optimizer: torch.optim.Optimizer) -> dict:
+def load_training_checkpoint(
+    directory: str | Path, model: GPT, optimizer: torch.optim.Optimizer, stage: torch.nn.Module | None = None
+) -> dict:
     """Load weights into ``model`` and state into ``optimizer`` (both built as for the original run, under any
     parallel layout), restore the RNG states, and return the contents of ``state.json`` (``step``, ``loader``,
     ``extra``).
 
     Under ``torchrun`` only rank 0 reads the files (other nodes need not see them) and every tensor is broadcast and
-    sharded into place; an unreadable checkpoint fails on every rank with the same message, so none is left waiting."""
+    sharded into place; an unreadable checkpoint fails on every rank with the same message, so none is left waiting.
+    ``stage``: this rank's pipeline stage (a slice of ``model`` that the optimizer steps); every rank then reads the
+    files itself (they must be on a filesystem all nodes share) and loads the part its stage holds."""
     directory = Path(directory)
     distributed = dist.is_initialized()
     files: tuple[dict, dict, dict] | None = None
     problem = None
-    if not distributed or dist.get_rank() == 0:
+    if not distributed or dist.get_rank() == 0 or stage is not None:
         try:
-            files = _read_training_files(directory, model, optimizer)
+            files = _read_training_files(directory, model, optimizer, stage)
         except CheckpointError as exc:
             problem = str(exc)
-    if distributed:
+    if distributed and stage is None:
         shared = [problem, files[2] if files else None]
         dist.broadcast_object_list(shared, src=0)
         problem, state = shared
         weights, optim_state = (files[0], files[1]) if files else ({}, {})
-    elif files:
-        weights, optim_state, state = files
+    else:
+        if distributed:  # a pipeline: every rank read, so every rank knows whether any failed
+            problems = [None] * dist.get_world_size()
+            dist.all_gather_object(problems, problem)
+            problem = next((p for p in problems if p), None)
+        if files:
+            weights, optim_state, state = files
     if problem:
         raise CheckpointError(problem)
-    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=distributed)
+    target = stage if stage is not None else model
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=distributed and stage is None)
     # Two calls, not set_state_dict: given an empty model dict (ranks other than 0), it would skip the model's
     # broadcast that rank 0 joins, and the ranks would wait on each other for ever.
-    set_model_state_dict(model, weights, options=options)
-    set_optimizer_state_dict(model, optimizer, optim_state, options=options)
+    set_model_state_dict(target, weights, options=options)
+    set_optimizer_state_dict(target, optimizer, optim_state, options=options)
     model.tie_weights()
     set_rng_state(state["rng"])
     return state
 
 
-def _read_training_files(directory: Path, model: GPT, optimizer: torch.optim.Optimizer) -> tuple[dict, dict, dict]:
-    """Weights (checked against the model), optimizer state (keyed by name) and ``state.json`` of a checkpoint."""
+def _read_training_files(
+    directory: Path, model: GPT, optimizer: torch.optim.Optimizer, stage: torch.nn.Module | None
+) -> tuple[dict, dict, dict]:
+    """Weights (checked against the model), optimizer state (keyed by name) and ``state.json`` of a checkpoint;
+    with a pipeline ``stage``, only the part that the stage holds."""
     state_dir = directory / STATE_DIR
     if not (state_dir / STATE_FILE).is_file() or not (state_dir / OPTIMIZER_FILE).is_file():
         raise CheckpointError(f"{directory} has no {STATE_DIR}/ to resume from; it is a model-only checkpoint")
@@ -163,19 +179,31 @@ def _read_training_files(directory: Path, model: GPT, optimizer: torch.optim.Opt
     weights = check_weights(model, weights, str(directory / WEIGHTS_FILE))
     if model.config.tie_embeddings:
         weights["lm_head.weight"] = weights["tok_emb.weight"]  # the state dict API expects both names
-    names = _parameter_names(model, optimizer)
+    names = _parameter_names(stage if stage is not None else model, optimizer)
     if all(isinstance(key, int) for key in optim_state.get("state", {})):
         optim_state = _keyed_by_name(optim_state, names)  # written before checkpoints were keyed by name
     saved = {name for group in optim_state.get("param_groups", []) for name in group.get("params", [])}
-    if saved != set(names):
+    # A tied head is the embedding; on a first pipeline stage sharded by FSDP it shows up apart, a stale name.
+    expected = {n for n, _ in model.named_parameters()} - ({"lm_head.weight"} if model.config.tie_embeddings else set())
+    if saved != expected or not set(names) <= saved:
         raise CheckpointError(
-            f"{directory}: the optimizer state does not fit this model (it has {len(saved)} parameters, the model "
-            f"{len(names)}); resume with the same model config"
+            f"{directory}: the optimizer state does not fit this model (it has {len(saved)} parameters); resume with "
+            "the same model config"
         )
+    if stage is not None:  # keep what this stage holds
+        held = set(stage.state_dict())
+        weights = {k: v for k, v in weights.items() if k in held}
+        optim_state = {
+            "state": {k: v for k, v in optim_state["state"].items() if k in names},
+            "param_groups": [
+                {**g, "params": [n for n in g["params"] if n in names]} for g in optim_state["param_groups"]
+            ],
+        }
+        optim_state["param_groups"] = [g for g in optim_state["param_groups"] if g["params"]]
     return weights, optim_state, state
 
 
-def _parameter_names(model: GPT, optimizer: torch.optim.Optimizer) -> list[str]:
+def _parameter_names(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
     """The names of the optimizer's parameters, in the optimizer's order."""
     name_of = {id(p): name for name, p in model.named_parameters()}
     return [name_of[id(p)] for group in optimizer.param_groups for p in group["params"]]

@@ -18,8 +18,10 @@ Under ``torchrun`` (a process group is initialized, parallel/dist.py) the same l
 windows (the loader's batches depend on (seed, step, rank)), the loss is normalized by the global count of targets
 (train/step.py), gradients are synchronized once per step (``no_sync``), evaluation splits the validation windows
 over the DDP ranks and sums the results, and only rank 0 writes: metrics, plots, the report, the config and the
-checkpoints (gathered whole from every rank's shards, train/state.py, so a run resumes under any layout). A single
-process runs exactly as before.
+checkpoints (gathered whole from every rank's shards, train/state.py, so a run resumes under any layout). With
+``parallel.pp > 1`` each rank holds one pipeline stage instead (parallel/pipeline.py): the step runs the schedule,
+validation runs the stages in turn, and checkpoints are merged from the stages. A single process runs exactly as
+before.
 """
 
 from __future__ import annotations
@@ -46,8 +48,17 @@ from ..data.loader import RandomWindows, sequential_windows
 from ..data.tokenize import REPORT, shard_paths
 from ..eval.perplexity import bits_per_byte, perplexity, score_windows
 from ..model import GPT, flops_per_token
-from ..parallel.dist import ParallelConfig, build_mesh, collective_errors, is_distributed, is_rank0, sum_over_ranks
+from ..parallel.dist import (
+    ParallelConfig,
+    build_mesh,
+    collective_errors,
+    is_distributed,
+    is_rank0,
+    sum_over_ranks,
+    world_size,
+)
 from ..parallel.parallelize import no_sync, parallelize
+from ..parallel.pipeline import Pipeline, PipelineScorer, build_pipeline, pipeline_state, pipeline_step
 from ..tokenizer import Tokenizer
 from .checkpoint import CheckpointError, save_checkpoint
 from .config import TrainConfig
@@ -83,7 +94,7 @@ def evaluate(
     total, count = score_windows(model, batches)  # in eval mode: no dropout, every evaluation scores alike
     if dp is not None:
         sums = sum_over_ranks(
-            torch.tensor([total, count], dtype=torch.float64, device=model.lm_head.weight.device), dp[2]
+            torch.tensor([total, count], dtype=torch.float64, device=next(model.parameters()).device), dp[2]
         )
         total, count = float(sums[0]), int(sums[1])
     if count == 0:
@@ -146,17 +157,23 @@ def train(
     # What differs between one process and many, in one place: the module the steps run through, the gradient
     # synchronization, the sums over data-parallel ranks, and this rank's place among them.
     runner, sync_off, reduce, ranks, dp, eval_dp = model, nullcontext, None, 1, None, None
+    pipe, trained, scorer = None, model, model  # under pipelining: this rank's stage, and the pipeline as a scorer
     if distributed:
         parallel = parallel or ParallelConfig()
         mesh = build_mesh(parallel)
-        runner = parallelize(model, mesh, parallel, compile=cfg.compile)
-        sync_off, ranks = no_sync(runner), mesh["dp"].size()
+        ranks = mesh["dp"].size()
         dp = (mesh["dp"].get_local_rank(), ranks, mesh["dp"].get_group())
-        reduce = partial(sum_over_ranks, group=dp[2])
-        # Under DDP the bare model's forward pass talks to no one, so the ranks can split the validation windows.
-        # Under FSDP or TP it runs collectives, and every rank must run the same forward passes: all score all.
-        eval_dp = dp if runner is not model else None
-    optimizer = build_optimizer(model, cfg)  # after parallelize: FSDP replaces the parameters it shards
+        if parallel.pp > 1:
+            pipe = pipelined(model, mesh, parallel, cfg, device)
+            trained, scorer = pipe.module, PipelineScorer(pipe)
+        else:
+            runner = parallelize(model, mesh, parallel, compile=cfg.compile)
+            sync_off = no_sync(runner)
+            reduce = partial(sum_over_ranks, group=dp[2])
+            # Under DDP the bare model's forward talks to no one, so the ranks can split the validation windows.
+            # Under FSDP or TP it runs collectives, and every rank must run the same forward passes: all score all.
+            eval_dp = dp if runner is not model else None
+    optimizer = build_optimizer(trained, cfg)  # after parallelize: FSDP replaces the parameters it shards
     loader = RandomWindows(
         shard_paths(data_dir, "train"), cfg.micro_batch_size, cfg.seq_len, tokenizer.hash, cfg.seed,
         rank=dp[0] if dp else 0,
@@ -169,7 +186,7 @@ def train(
         saved = checkpoint_dirs(run_dir)
         if not saved:
             raise CheckpointError(f"nothing to resume: {run_dir / CHECKPOINTS} has no step_NNNNNN checkpoint")
-        state = load_training_checkpoint(saved[-1], model, optimizer)  # also restores the RNG states
+        state = load_training_checkpoint(saved[-1], model, optimizer, pipe.module if pipe else None)  # + RNG states
         loader.load_state_dict(state["loader"])
         start, best = state["step"], state["extra"].get("best_val_loss", math.inf)
         if scaler is not None and "grad_scaler" in state["extra"]:
@@ -196,7 +213,8 @@ def train(
         if scaler is not None:
             extra["grad_scaler"] = scaler.state_dict()
         target = run_dir / CHECKPOINTS / f"step_{step:06d}"
-        save_training_checkpoint(target, model, tokenizer, optimizer, loader.state_dict(), step, extra)  # all ranks
+        gathered = pipeline_state(pipe, optimizer) if pipe else None  # every rank takes part in the gathers
+        save_training_checkpoint(target, model, tokenizer, optimizer, loader.state_dict(), step, extra, gathered)
         # Prune only now that the new checkpoint is complete: a crash above leaves the older ones in place.
         if cfg.keep_last and rank0:
             for old in checkpoint_dirs(run_dir)[: -cfg.keep_last]:
@@ -216,7 +234,11 @@ def train(
                 # The loader's step counts micro-batches, so the data position survives a resume exactly.
                 micro.append(tuple(t.to(device, non_blocking=True) for t in loader.batch(loader.step)))
                 loader.step += 1
-            result = steps.run(partial(one_step, micro_batches=micro), optimizer)
+            if pipe:  # the schedule splits the rank's batch into its micro-batches itself
+                inputs, targets = (torch.cat(part) for part in zip(*micro))  # (accum * B, T) each
+                result = pipeline_step(pipe, inputs, targets, optimizer, cfg.grad_clip, autocast)
+            else:
+                result = steps.run(partial(one_step, micro_batches=micro), optimizer)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # time the work, not its launch
             step_time = time.perf_counter() - t0
@@ -230,7 +252,7 @@ def train(
             tokens_per_s = result.tokens / step_time  # of the whole run: result.tokens counts every rank's
             record = {
                 "step": step, "loss": result.loss, "lr": lr, "grad_norm": result.grad_norm,
-                "tokens_per_s": tokens_per_s, "mfu": mfu(model_flops, tokens_per_s / ranks, peak_flops),
+                "tokens_per_s": tokens_per_s, "mfu": mfu(model_flops, tokens_per_s / world_size(), peak_flops),
                 "step_time": step_time, "peak_memory": peak_memory_bytes(device),
             }  # fmt: skip
             if scaler is not None:
@@ -240,11 +262,12 @@ def train(
                 record["skipped"] = "overflow" if result.overflow else True
             last = done == cfg.max_steps
             if val_paths and ((cfg.eval_every and done % cfg.eval_every == 0) or last):
-                val = evaluate(model, val_paths, tokenizer.hash, cfg, bytes_per_token, eval_dp)
+                val = evaluate(scorer, val_paths, tokenizer.hash, cfg, bytes_per_token, eval_dp)
                 record |= {"val_loss": val["loss"], "val_ppl": val["ppl"], "val_bpb": val["bpb"]}
                 if val["loss"] < best:
                     best = val["loss"]
-                    weights, _ = gathered_state(model)  # every rank: a sharded model's gathers are collectives
+                    # every rank: a sharded model's gathers are collectives
+                    weights, _ = pipeline_state(pipe) if pipe else gathered_state(model)
                     if rank0:
                         save_checkpoint(run_dir / CHECKPOINTS / "best", model, tokenizer, state=weights)
             log.log(record)
@@ -261,6 +284,19 @@ def train(
         plot_loss(run_dir / METRICS_FILE, run_dir / "loss.png")
         write_report(run_dir, peak_flops=peak_flops)
     return record
+
+
+def pipelined(model: GPT, mesh, parallel: ParallelConfig, cfg: TrainConfig, device: torch.device) -> Pipeline:
+    """This rank's stage of ``model`` under ``parallel.pp`` stages (with tensor parallelism and FSDP inside, when
+    the mesh has them), run by ``parallel.schedule`` over ``train.grad_accum_steps`` micro-batches per step."""
+    if mesh["dp"].size() > 1 and parallel.dp_shard != "fsdp":
+        raise ConfigError("pipeline parallelism with data parallelism needs parallel.dp_shard=fsdp, not ddp")
+    if cfg.dtype == "fp16":
+        raise ConfigError("pipeline parallelism trains in fp32 or bf16; fp16's loss scaler is not wired into it")
+    return build_pipeline(
+        model, mesh["pp"].get_group(), cfg.grad_accum_steps, parallel.schedule, str(device), dp_mesh=mesh["dp"],
+        tp_mesh=mesh["tp"], compile=cfg.compile,
+    )  # fmt: skip
 
 
 class NoMetrics:

@@ -7,7 +7,9 @@ on (seed, step, data-parallel rank) and the data-parallel size is the same on bo
 
 - DDP over 2 ranks, resumed under FSDP over 2 ranks, and under FSDP x tensor parallelism on a 2 x 2 mesh (4
   processes: the 2D layout of the trainer);
-- one process, resumed under tensor parallelism over 2 ranks (data-parallel size 1), and the reverse.
+- DDP over 2 ranks, resumed under two pipeline stages x FSDP over 2 ranks (4 processes);
+- one process, resumed under tensor parallelism over 2 ranks (data-parallel size 1) or two pipeline stages (GPipe),
+  and the reverse; and each of those layouts trained from the start gives the one-process losses.
 
 fp32 with different reduction orders: losses agree to 1e-4, not bit for bit. Each launch starts torchrun (a few
 seconds of imports per process), so the whole file is slow-marked.
@@ -39,10 +41,12 @@ LAYOUTS = {
     "ddp": ["parallel.dp_shard=ddp"],
     "fsdp": ["parallel.dp_shard=fsdp"],
     "fsdp+tp": ["parallel.dp_shard=fsdp", "parallel.tp=2"],
+    "pp+fsdp": ["parallel.dp_shard=fsdp", "parallel.pp=2"],
     "tp": ["parallel.tp=2"],
+    "pp": ["parallel.pp=2", "parallel.schedule=gpipe"],
     "single": [],
 }
-PROCESSES = {"ddp": 2, "fsdp": 2, "fsdp+tp": 4, "tp": 2, "single": 1}
+PROCESSES = {"ddp": 2, "fsdp": 2, "fsdp+tp": 4, "pp+fsdp": 4, "tp": 2, "pp": 2, "single": 1}
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +100,7 @@ def ddp_run(corpus):
     return run("ddp", data, tok, tmp / "ddp"), tmp / "ddp"
 
 
-@pytest.mark.parametrize("layout", ["fsdp", "fsdp+tp"])
+@pytest.mark.parametrize("layout", ["fsdp", "fsdp+tp", "pp+fsdp"])
 def test_ddp_checkpoint_resumes_under(layout, corpus, ddp_run):
     tmp, data, tok = corpus
     reference, run_dir = ddp_run
@@ -104,10 +108,22 @@ def test_ddp_checkpoint_resumes_under(layout, corpus, ddp_run):
     assert_continues(reference, resumed)
 
 
-def test_single_process_and_tensor_parallel_checkpoints_are_interchangeable(corpus):
+@pytest.fixture(scope="module")
+def single_run(corpus):
     tmp, data, tok = corpus
-    single = run("single", data, tok, tmp / "single")
-    assert_continues(single, run("tp", data, tok, resume_copy(tmp / "single", tmp / "single-to-tp"), resume=True))
-    tp = run("tp", data, tok, tmp / "tp")
-    assert_continues(single, tp)  # the same run, computed with every matrix split over two ranks
-    assert_continues(single, run("single", data, tok, resume_copy(tmp / "tp", tmp / "tp-to-single"), resume=True))
+    return run("single", data, tok, tmp / "single"), tmp / "single"
+
+
+@pytest.mark.parametrize("layout", ["tp", "pp"])
+def test_single_process_checkpoints_are_interchangeable_with(layout, corpus, single_run):
+    tmp, data, tok = corpus
+    single, single_dir = single_run
+    resumed = run(layout, data, tok, resume_copy(single_dir, tmp / f"single-to-{layout}"), resume=True)
+    assert_continues(single, resumed)
+    whole = run(layout, data, tok, tmp / layout)
+    # The same run, computed with every matrix split over two ranks, or the blocks cut into two stages; the
+    # validation loss at the end comes from the same windows (the pipeline scores them stage after stage).
+    assert_continues(single, whole)
+    assert abs(whole[-1]["val_loss"] - single[-1]["val_loss"]) < 1e-4
+    back = run("single", data, tok, resume_copy(tmp / layout, tmp / f"{layout}-to-single"), resume=True)
+    assert_continues(single, back)
