@@ -3,7 +3,7 @@
 #   make demo    train and sample a tiny model on the embedded corpus (CPU, minutes)
 #   make test    the whole test suite (what .ci/run runs)
 #   make bench   benchmarks against the peers, side by side (tokenizer, generation, training memory and speed; ~20 min)
-#   make book    build the manual (HTML and PDF)
+#   make book    build the manual: build/book/html/ and build/book/scratchllm.pdf (reruns stale experiments, quick)
 #   make lint    ruff check + ruff format --check
 #   make clean   remove caches and build files (keeps .venv, runs/ and out/); `make distclean` also removes .venv
 #
@@ -37,7 +37,7 @@ bench: $(VENV)/.stamp-test
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/eval.py
 
-book: $(VENV)/.stamp-core
+book: $(VENV)/.stamp-book
 	$(BIN)/scratchllm book
 
 lint: $(VENV)/.stamp-test
@@ -72,5 +72,9 @@ $(VENV)/.stamp-core: pyproject.toml $(VENV)/.stamp-torch
 	touch $@
 
 $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-torch
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[test,book]'
+	touch $@
+
+$(VENV)/.stamp-book: pyproject.toml $(VENV)/.stamp-torch
+	$(PIP) install -e '.[book]'
 	touch $@

@@ -1,2 +1,2 @@
-"""The manual's machinery: experiments that draw its figures and compute its numbers (the HTML/PDF build comes with
-the book issue). Each experiment is a function a reader can rerun from the command line."""
+"""The manual's machinery: experiments that draw its figures and compute its numbers, and the build that turns
+``docs/`` into an HTML site and a PDF (``scratchllm book``, ``make book``; see ``build.py``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..book.source import BookError
 from ..config import ConfigError, load_config
 from ..data import CorpusConfig, CorpusError, open_corpus, require_nonempty
 from ..data.shards import ShardError
@@ -12,6 +13,8 @@ from ..eval.humaneval import HumanEvalError
 from ..eval.mmlu import MMLUError
 from ..eval.report import EvalError
 from ..eval.sandbox import SandboxError
+from ..finetune.data import InstructionDataError
+from ..finetune.lora import LoRAError
 from ..tokenizer import TokenizerError
 from ..train.checkpoint import CheckpointError
 from ..train.trainer import TrainingError
@@ -24,7 +27,7 @@ class UsageError(ValueError):
 # Exceptions that mean "the input was wrong": one line on stderr, exit status 2.
 USER_ERRORS = (
     ConfigError, CorpusError, TokenizerError, CheckpointError, ShardError, UsageError, TrainingError,
-    EvalError, MMLUError, HumanEvalError, SandboxError,
+    EvalError, MMLUError, HumanEvalError, SandboxError, InstructionDataError, LoRAError, BookError,
 )  # fmt: skip
 
 

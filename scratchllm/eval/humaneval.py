@@ -33,6 +33,9 @@ from .sandbox import Limits, run_programs
 
 STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 BOS = "<|endoftext|>"  # begins every training document, so a prompt starts with it too
+# A finetuned model (its tokenizer has the chat tokens) is asked through its chat template, and HumanEval's prompt
+# begins its answer, as in the default instruction set's answers (finetune/stdlib_tasks.py).
+CHAT_REQUEST = "Write a Python function `{name}` that does what its docstring says."
 
 
 class HumanEvalError(ValueError):
@@ -135,22 +138,38 @@ def generate_samples(
 
     Each batch stops as soon as every sequence in it has reached a stop sequence (or the end-of-text token), and
     each completion is cut at its first stop sequence. A prompt longer than the context loses its beginning, so
-    that ``max_new_tokens`` still fit. Temperature 0 is greedy decoding (then n > 1 repeats one completion)."""
+    that ``max_new_tokens`` still fit. Temperature 0 is greedy decoding (then n > 1 repeats one completion). A
+    tokenizer with the chat tokens (a finetuned checkpoint) is prompted through its chat template (``chat_prefix``)."""
     if n < 1 or batch_size < 1:
         raise ValueError(f"need n >= 1 and batch_size >= 1, got n={n}, batch_size={batch_size}")
     bos = [tokenizer.special_tokens[BOS]] if BOS in tokenizer.special_tokens else []
     keep = max(1, model.config.block_size - max_new_tokens)
+    chat, stop_tokens = chat_prefix(tokenizer), bos
     samples = []
     for index, (task_id, problem) in enumerate(tqdm(problems.items(), desc="sampling", disable=not progress)):
         prompt = (bos + tokenizer.encode(problem["prompt"], disallowed_special=()))[-keep:]
+        if chat is not None:  # a finetuned model: the request as the user's turn, the prompt opens the answer
+            prompt, stop_tokens = chat[0](problem["entry_point"]) + prompt[len(bos) :], chat[1]
+            prompt = prompt[-keep:]
         for start in range(0, n, batch_size):
             count = min(batch_size, n - start)
-            options = dict(temperature=temperature, top_p=top_p, stop_tokens=bos, seed=seed + index * n + start)
+            options = dict(temperature=temperature, top_p=top_p, stop_tokens=stop_tokens, seed=seed + index * n + start)
             completions = _complete(model, tokenizer, [prompt] * count, max_new_tokens, stop, options)
             samples += [{"task_id": task_id, "completion": truncate(c, stop)} for c in completions]
     with open(out, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(sample) + "\n" for sample in samples)
     return samples
+
+
+def chat_prefix(tokenizer):
+    """For a tokenizer with chat tokens (a finetuned checkpoint): (entry point -> the ids of a conversation asking
+    for that function, ending in an open assistant turn; the tokens that end the turn). None for a base model."""
+    from ..finetune.template import ChatTemplate  # on use: the base-model path needs no finetuning code
+
+    if not ChatTemplate.has_chat_tokens(tokenizer):
+        return None
+    template = ChatTemplate(tokenizer)
+    return lambda name: template.prompt(CHAT_REQUEST.format(name=name)), template.stop_tokens
 
 
 def _complete(model, tokenizer, prompts, max_new_tokens, stop, options) -> list[str]:
