@@ -2,7 +2,8 @@
 #
 #   make demo    train and sample a tiny model on the embedded corpus (CPU, minutes)
 #   make test    the whole test suite (what .ci/run runs)
-#   make bench   benchmarks against the peers, side by side (tokenizer, generation, training memory and speed; ~20 min)
+#   make bench   benchmarks side by side, ratios printed (tokenizer, generation, training, data, eval, parallel,
+#                LoRA, serving; about 40 min on 2 cores)
 #   make book    build the manual: build/book/html/ and build/book/scratchllm.pdf (reruns stale experiments, quick)
 #   make lint    ruff check + ruff format --check
 #   make clean   remove caches and build files (keeps .venv, runs/ and out/); `make distclean` also removes .venv
@@ -36,6 +37,10 @@ bench: $(VENV)/.stamp-test
 	$(BIN)/python benchmarks/dedup.py
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/eval.py
+	$(BIN)/python benchmarks/bubble.py
+	$(BIN)/python benchmarks/parallel.py
+	$(BIN)/python benchmarks/lora.py
+	$(BIN)/python benchmarks/serve.py
 
 book: $(VENV)/.stamp-book
 	$(BIN)/scratchllm book

@@ -1,4 +1,4 @@
-"""The manual's three directives, expanded into plain Markdown before it is rendered.
+"""The manual's four directives, expanded into plain Markdown before it is rendered.
 
 - **Listings.** ``> Listing: [`scratchllm/x.py` · `Symbol`](../scratchllm/x.py)`` becomes a fenced code block of
   the symbol's current source, whose info string carries the file and line numbers for the renderers
@@ -8,6 +8,8 @@
   formatted with Python's format spec after the colon. The path is JSON keys separated by dots; on a list, ``[3]``
   indexes and a bare name selects the element whose first field equals it (``results.rope`` is the element with
   ``pos_encoding == "rope"``, ``results.8192`` the one with ``vocab_size == 8192``).
+- **Commands.** ``> Commands: [`scratchllm`](../scratchllm/cli/main.py)`` becomes the command reference, generated
+  from the CLI's argparse parser (``commands.py``).
 
 A figure, ``![caption](figures/NAME.png)``, must be a file that a registered experiment writes. Every reference that
 does not resolve raises ``BookError`` naming the chapter and line, so a build never ships a stale number.
@@ -20,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .commands import expand_commands
 from .experiments.registry import by_output
 from .source import FENCE, BookError, find_symbol, parse_listing
 
@@ -138,6 +141,9 @@ def expand(doc: Path, root: Path, figures: Path, numbers: Numbers) -> Chapter:
                 raise BookError(f"{where}: no table {path.name} (run the experiment {m['name']})")
             chapter.experiments.add(m["name"])
             out += path.read_text(encoding="utf-8").strip("\n").splitlines()
+            continue
+        if line.startswith("> Commands:"):
+            out += expand_commands(line, doc, root, out, where)
             continue
         line = NUMBER.sub(lambda m, where=where: numbers.format(m, where), line)
         for m in IMAGE.finditer(line):

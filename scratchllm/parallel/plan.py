@@ -212,8 +212,9 @@ def estimate_time(
 
 
 def layouts(cfg: GPTConfig, cluster: Cluster, global_batch: int) -> list[Layout]:
-    """Every (dp, tp, pp, DDP or FSDP, checkpointing or not) that can split this model on this cluster:
-    tp divides the heads, the kv heads and a node; pp at most n_layer; dp divides the global batch."""
+    """Every (dp, tp, pp, DDP or FSDP, checkpointing or not) that can split this model on this cluster and that
+    the trainer runs: tp divides the heads, the kv heads and a node; pp at most n_layer; dp divides the global batch;
+    data parallelism beside tensor or pipeline parallelism is FSDP (DDP cannot hold DTensor weights or a stage)."""
     found = []
     for tp in divisors(cluster.gpus_per_node):
         if cluster.gpus % tp or cfg.n_head % tp or cfg.kv_heads % tp:
@@ -222,7 +223,8 @@ def layouts(cfg: GPTConfig, cluster: Cluster, global_batch: int) -> list[Layout]
             dp = cluster.gpus // (tp * pp)
             if pp > cfg.n_layer or global_batch % dp:
                 continue
-            for fsdp in (False, True) if dp > 1 else (False,):
+            shardings = (False,) if dp == 1 else (True,) if tp > 1 or pp > 1 else (False, True)
+            for fsdp in shardings:
                 found += [Layout(dp, tp, pp, fsdp, ac) for ac in (False, True)]
     return found
 

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from ..config import ConfigError, save_config
@@ -182,11 +183,9 @@ def train(
     scaler = grad_scaler(cfg.dtype, device)
 
     start, best = 0, math.inf
-    if resume:
-        saved = checkpoint_dirs(run_dir)
-        if not saved:
-            raise CheckpointError(f"nothing to resume: {run_dir / CHECKPOINTS} has no step_NNNNNN checkpoint")
-        state = load_training_checkpoint(saved[-1], model, optimizer, pipe.module if pipe else None)  # + RNG states
+    latest = checkpoint_to_resume(run_dir, resume)
+    if latest is not None:
+        state = load_training_checkpoint(latest, model, optimizer, pipe.module if pipe else None)  # + RNG states
         loader.load_state_dict(state["loader"])
         start, best = state["step"], state["extra"].get("best_val_loss", math.inf)
         if scaler is not None and "grad_scaler" in state["extra"]:
@@ -284,6 +283,30 @@ def train(
         plot_loss(run_dir / METRICS_FILE, run_dir / "loss.png")
         write_report(run_dir, peak_flops=peak_flops)
     return record
+
+
+def checkpoint_to_resume(run_dir: Path, resume: bool) -> Path | None:
+    """The newest checkpoint of ``run_dir`` when resuming, else None; decided by rank 0, which writes the
+    checkpoints (the others need not see the directory), and shared with every rank so that all stop or none.
+
+    A run that would start afresh where checkpoints exist is refused: it would overwrite them step by step."""
+    decision: list = [None, None]  # (checkpoint path, error)
+    if is_rank0():
+        saved = checkpoint_dirs(run_dir)
+        if resume and not saved:
+            decision[1] = f"nothing to resume: {run_dir / CHECKPOINTS} has no step_NNNNNN checkpoint"
+        elif not resume and saved:
+            decision[1] = (
+                f"{run_dir} already holds checkpoints of a run (the newest is {saved[-1].name}): continue it with "
+                "--resume, or choose another --out"
+            )
+        elif resume:
+            decision[0] = str(saved[-1])
+    if is_distributed():
+        dist.broadcast_object_list(decision, src=0)
+    if decision[1]:
+        raise CheckpointError(decision[1])
+    return Path(decision[0]) if decision[0] else None
 
 
 def pipelined(model: GPT, mesh, parallel: ParallelConfig, cfg: TrainConfig, device: torch.device) -> Pipeline:

@@ -17,7 +17,7 @@ from scratchllm.data.tokenize import tokenize_corpus
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.tokenizer import Tokenizer
 from scratchllm.train import trainer
-from scratchllm.train.checkpoint import load_checkpoint
+from scratchllm.train.checkpoint import CheckpointError, load_checkpoint
 from scratchllm.train.config import TrainConfig
 from scratchllm.train.metrics import read_metrics
 from scratchllm.train.trainer import TrainingError, checkpoint_dirs, train
@@ -258,3 +258,14 @@ def test_target_batch_is_fitted_to_memory_and_kept_on_resume(trained, data_dir, 
     assert final["step"] == CFG.max_steps - 1
     with pytest.raises(ConfigError, match="resume with the same batch size"):
         train(fresh_model(), trained, data_dir, replace(cfg, target_batch_size=4), tmp_path, resume=True)
+
+
+def test_a_fresh_run_never_overwrites_checkpoints_and_resume_needs_one(trained, data_dir, tmp_path):
+    cfg = replace(CFG, max_steps=2, warmup_steps=1, eval_every=0, checkpoint_every=2)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(fresh_model(), trained, data_dir, cfg, tmp_path / "run", resume=True)
+    train(fresh_model(), trained, data_dir, cfg, tmp_path / "run")
+    saved = (tmp_path / "run" / "checkpoints" / "step_000002" / "model.safetensors").read_bytes()
+    with pytest.raises(CheckpointError, match="already holds checkpoints.*--resume"):
+        train(fresh_model(seed=1), trained, data_dir, cfg, tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoints" / "step_000002" / "model.safetensors").read_bytes() == saved
