@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict
 from torch.distributed.device_mesh import DeviceMesh
-from torch.distributed.fsdp import fully_shard
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 from torch.distributed.tensor import DTensor
 from torch.utils.checkpoint import checkpoint
@@ -151,6 +151,7 @@ def build_pipeline(
     dp_mesh: DeviceMesh | None = None,
     tp_mesh: DeviceMesh | None = None,
     compile: bool = False,
+    precision: tuple[torch.dtype | None, torch.dtype | None] = (None, None),
 ) -> Pipeline:
     """Cut ``model`` into one stage per rank of ``group`` and keep this rank's; drive it with ``schedule``
     ("gpipe" or "1f1b") over ``n_microbatches`` micro-batches per step (the batch must divide by it).
@@ -158,7 +159,8 @@ def build_pipeline(
     3D parallelism: with ``tp_mesh`` every block is first split over the tensor-parallel ranks (before the cut, so
     the plans see the model's module paths); with ``dp_mesh`` the stage is then sharded with FSDP over the
     data-parallel ranks that hold the same stage, each fed its own slice of the batch (torchtitan's order:
-    ``compile`` compiles each block between the two, as ``parallelize`` does)."""
+    ``compile`` compiles each block between the two, as ``parallelize`` does). ``precision``: FSDP's
+    ``(param_dtype, reduce_dtype)``, as in ``fsdp.apply_fsdp``."""
     if schedule not in SCHEDULES:
         raise ValueError(f"pipeline schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
     if tp_mesh is not None and tp_mesh.size() > 1:
@@ -174,9 +176,10 @@ def build_pipeline(
     if sharded:
         # Each micro-batch would gather a resharded block again: keep the gathered weights for the whole step
         # (ZeRO-2 memory for parameters), as torchtitan does under pipelining.
+        policy = MixedPrecisionPolicy(param_dtype=precision[0], reduce_dtype=precision[1])
         for block in module.blocks.values():
-            fully_shard(block, mesh=dp_mesh, reshard_after_forward=False)
-        fully_shard(module, mesh=dp_mesh, reshard_after_forward=False)
+            fully_shard(block, mesh=dp_mesh, reshard_after_forward=False, mp_policy=policy)
+        fully_shard(module, mesh=dp_mesh, reshard_after_forward=False, mp_policy=policy)
     stage = TimedStage(module, rank, size, torch.device(device), group=group)
     loss = TokenMeanLoss()
     # scale_grads=False: the loss is already divided by the step's token count; a further 1/m would be wrong.

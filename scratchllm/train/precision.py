@@ -36,6 +36,19 @@ def autocast_factory(dtype: str, device: torch.device) -> Callable[[], AbstractC
     return lambda: torch.autocast(device.type, dtype=AUTOCAST_DTYPES[dtype])
 
 
+def fsdp_mixed_precision(dtype: str, device: torch.device) -> tuple[torch.dtype | None, torch.dtype | None]:
+    """FSDP's mixed-precision policy for a training dtype, as ``(param_dtype, reduce_dtype)``.
+
+    On a GPU with "bf16", FSDP gathers each block's weights in bf16 (half the all-gather traffic and the gathered
+    copy's memory) while the shards, the optimizer's master weights, stay fp32, and it reduce-scatters gradients in
+    fp32 so the sum over ranks keeps its precision (torchtitan's default). Autocast still runs around the forward, so
+    the operations it keeps in fp32 (norms, softmax, the loss) stay there. Elsewhere none: fp16's loss scaler works on
+    fp32 parameters through autocast, and a CPU emulates bf16 matmuls (train/precision's note above)."""
+    if device.type != "cuda" or dtype != "bf16":
+        return None, None
+    return torch.bfloat16, torch.float32
+
+
 def grad_scaler(dtype: str, device: torch.device) -> torch.amp.GradScaler | None:
     """The dynamic loss scaler fp16 needs; None for fp32 and bf16, whose range does not need one."""
     return torch.amp.GradScaler(device.type) if dtype == "fp16" else None

@@ -68,7 +68,7 @@ from .memory import peak_memory_bytes, reset_peak_memory
 from .metrics import METRICS_FILE, MetricsLog, plot_loss
 from .mfu import matmul_peak_flops, mfu
 from .optim import build_optimizer
-from .precision import CompiledSteps, autocast_factory, grad_scaler
+from .precision import CompiledSteps, autocast_factory, fsdp_mixed_precision, grad_scaler
 from .report import write_report
 from .schedule import lr_at, set_lr
 from .state import gathered_state, load_training_checkpoint, save_training_checkpoint
@@ -168,7 +168,10 @@ def train(
             pipe = pipelined(model, mesh, parallel, cfg, device)
             trained, scorer = pipe.module, PipelineScorer(pipe)
         else:
-            runner = parallelize(model, mesh, parallel, compile=cfg.compile)
+            param_dtype, reduce_dtype = fsdp_mixed_precision(cfg.dtype, device)
+            runner = parallelize(
+                model, mesh, parallel, compile=cfg.compile, param_dtype=param_dtype, reduce_dtype=reduce_dtype
+            )
             sync_off = no_sync(runner)
             reduce = partial(sum_over_ranks, group=dp[2])
             # Under DDP the bare model's forward talks to no one, so the ranks can split the validation windows.
@@ -318,7 +321,7 @@ def pipelined(model: GPT, mesh, parallel: ParallelConfig, cfg: TrainConfig, devi
         raise ConfigError("pipeline parallelism trains in fp32 or bf16; fp16's loss scaler is not wired into it")
     return build_pipeline(
         model, mesh["pp"].get_group(), cfg.grad_accum_steps, parallel.schedule, str(device), dp_mesh=mesh["dp"],
-        tp_mesh=mesh["tp"], compile=cfg.compile,
+        tp_mesh=mesh["tp"], compile=cfg.compile, precision=fsdp_mixed_precision(cfg.dtype, device),
     )  # fmt: skip
 
 
