@@ -25,8 +25,8 @@ from .readers import ReadProblems
 from .step import StepStats
 
 if TYPE_CHECKING:
-    from .executor import Layout
     from .pipeline import PipelineConfig, Stage
+    from .run_files import Layout
 
 HISTOGRAM = "near_dup_clusters.png"
 

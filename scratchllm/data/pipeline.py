@@ -17,7 +17,7 @@ after datatrove's MinHash pipeline that built FineWeb (Penedo et al. 2024):
 1. a **shard stage** runs the per-document steps on each shard (a deterministic subset of the corpus: document
    number ``i`` of the stream belongs to shard ``i % num_shards``), in parallel, and writes the survivors together
    with what the following global steps need of them: a 16-byte digest per document for exact dedup, a MinHash
-   signature for near dedup (``GlobalStep.features``);
+   signature for near dedup (``GlobalStep.features``, in ``global_steps``);
 2. a **global stage** reads the features of every shard, decides once for the whole corpus which documents go
    (``GlobalStep.duplicates``; the earliest document in stream order is the one kept), and writes a drop list;
 3. the next shard stage applies the drop list to its shard, runs the per-document steps that follow, and so on; the
@@ -36,13 +36,10 @@ from __future__ import annotations
 
 import difflib
 import itertools
-from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from scratchllm.config import ConfigError, save_config
 
@@ -50,8 +47,7 @@ from .code_filters import CodeConfig, CodeFilter
 from .config import CorpusConfig
 from .data_report import write_report
 from .decontam import DecontamConfig, Decontaminate
-from .dedup import cluster_size_histogram, exact_key
-from .executor import Layout, run_global, run_shards
+from .executor import run_global, run_shards
 from .extract import ExtractHTML
 from .filters import (
     C4Config,
@@ -63,10 +59,11 @@ from .filters import (
     GopherRepetition,
     GopherRepetitionConfig,
 )
+from .global_steps import ExactDedupConfig, ExactDedupStage, GlobalStep, NearDedupConfig, NearDedupStage
 from .language import LanguageConfig, LanguageFilter
-from .minhash import MinHasher, clusters
 from .normalize import Normalize, NormalizeConfig
 from .pii import PIIConfig, RedactPII
+from .run_files import Layout
 from .step import Step
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -90,40 +87,6 @@ class ExtractConfig:
 
 
 @dataclass
-class ExactDedupConfig:
-    """Exact dedup has no settings: the key is a digest of the text after NFC and whitespace collapsing
-    (``dedup.exact_key``), and the document kept is the first in stream order."""
-
-
-@dataclass
-class NearDedupConfig:
-    """MinHash-LSH near-dedup (``minhash``), with FineWeb's defaults: word 5-grams, 112 permutations, 14 x 8 bands."""
-
-    num_perm: int = 112
-    bands: int = 14
-    rows: int = 8
-    # Words per shingle.
-    ngram: int = 5
-    # Seed of the permutations; signatures of different shards are comparable only with the same seed.
-    seed: int = 1
-    # If set, a candidate pair from the bands must also have an estimated Jaccard of at least this much.
-    threshold: float | None = None
-    # Documents hashed at once (a bound on memory, not on the result).
-    batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        if min(self.num_perm, self.bands, self.rows, self.ngram, self.batch_size) < 1:
-            raise ConfigError("step.near_dedup: num_perm, bands, rows, ngram and batch_size must be positive")
-        if self.bands * self.rows > self.num_perm:
-            raise ConfigError(
-                f"step.near_dedup: {self.bands} bands x {self.rows} rows need {self.bands * self.rows} permutations; "
-                f"num_perm is {self.num_perm}"
-            )
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"step.near_dedup.threshold must be in [0, 1]; got {self.threshold}")
-
-
-@dataclass
 class StepConfigs:
     """The settings of every step, one table each (``[step.NAME]``); a step uses its table only when ``steps`` names
     it. Each table's fields, defaults and sources are documented on its dataclass."""
@@ -140,70 +103,6 @@ class StepConfigs:
     decontam: DecontamConfig = field(default_factory=DecontamConfig)
     exact_dedup: ExactDedupConfig = field(default_factory=ExactDedupConfig)
     near_dedup: NearDedupConfig = field(default_factory=NearDedupConfig)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Global steps: features per shard, one decision over the whole corpus
-
-
-class GlobalStep(ABC):
-    """A step whose verdict on a document depends on the whole corpus, split in two so that it can be sharded.
-
-    ``features(texts)`` runs per shard, in parallel: a row of a fixed-width array per document. ``duplicates(rows)``
-    runs once, over the rows of every shard in stream order, and says which documents go. Only the arrays travel
-    between the two, never the texts, which is what makes the global part cheap enough to run in one process.
-    """
-
-    name = "global"
-    reason = "duplicate"  # the drop reason recorded for every document this step removes
-
-    @abstractmethod
-    def features(self, texts: Sequence[str]) -> np.ndarray:
-        """(N,) texts of one shard -> (N, ...) fixed-width rows, one per document."""
-
-    @abstractmethod
-    def duplicates(self, rows: np.ndarray) -> tuple[np.ndarray, Counter]:
-        """(N, ...) features in stream order -> (N,) bool, True for a document to drop; and counters for the report."""
-
-
-class ExactDedupStage(GlobalStep):
-    """Exact duplicates: the same ``exact_key`` (128-bit BLAKE2b of the normalized text) as an earlier document."""
-
-    name = "exact_dedup"
-    reason = "exact_duplicate"
-
-    def __init__(self, config: ExactDedupConfig) -> None:
-        self.config = config
-
-    def features(self, texts: Sequence[str]) -> np.ndarray:
-        return np.frombuffer(b"".join(map(exact_key, texts)), dtype=np.uint8).reshape(len(texts), 16)  # (N, 16)
-
-    def duplicates(self, rows: np.ndarray) -> tuple[np.ndarray, Counter]:
-        keys = np.ascontiguousarray(rows).view("V16").reshape(-1)  # (N,) one opaque 16-byte value per document
-        _, first = np.unique(keys, return_index=True)  # the index of each key's first occurrence: stream order wins
-        drop = np.ones(len(keys), dtype=bool)
-        drop[first] = False
-        return drop, Counter({"distinct_texts": len(first)})
-
-
-class NearDedupStage(GlobalStep):
-    """Near duplicates: MinHash signatures per shard, then LSH banding and union-find over all of them; every
-    document but the first of each cluster goes. The cluster-size histogram is counted as ``cluster_size_<k>``."""
-
-    name = "near_dedup"
-    reason = "near_duplicate"
-
-    def __init__(self, config: NearDedupConfig) -> None:
-        self.config = config
-        self.hasher = MinHasher(config.num_perm, config.seed, config.ngram)
-
-    def features(self, texts: Sequence[str]) -> np.ndarray:
-        return self.hasher.signatures(texts, self.config.batch_size)  # (N, num_perm) uint64
-
-    def duplicates(self, rows: np.ndarray) -> tuple[np.ndarray, Counter]:
-        labels = clusters(rows, self.config.bands, self.config.rows, self.config.threshold)  # (N,) first of cluster
-        sizes = cluster_size_histogram(labels) if len(labels) else Counter()
-        return labels != np.arange(len(labels)), Counter({f"cluster_size_{k}": n for k, n in sizes.items()})
 
 
 # The registry: a name in `steps` -> how to build the step from its table. Per-document steps must be a Filter or a
