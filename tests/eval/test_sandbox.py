@@ -22,9 +22,9 @@ from scratchllm.eval.sandbox import (
     UID_RANGE,
     Limits,
     Sandbox,
-    _uid_range_mapped,
     run_program,
     run_programs,
+    uid_range_mapped,
 )
 
 LIMITS = Limits(timeout=1.0, memory_bytes=512 << 20, max_processes=4, disk_bytes=4 << 20, output_bytes=4096)
@@ -79,7 +79,7 @@ def test_ordinary_programs(sandbox):
 def test_the_isolation_this_machine_allows_is_in_force(sandbox):
     defences = sandbox.run("pass").defences
     assert "rlimits" in defences
-    if os.geteuid() == 0 and _uid_range_mapped():  # what the sandbox needs root for
+    if os.geteuid() == 0 and uid_range_mapped():  # what the sandbox needs root for
         assert "unprivileged uid" in defences
     assert "network namespace" in defences or "socket module disabled" in defences
 
