@@ -25,6 +25,8 @@ from dataclasses import asdict
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling module, imported as a plain module
 from sandbox import GRACE, PASSED, TIMED_OUT, UID_RANGE, Limits, Outcome, SandboxError, uid_range_mapped  # noqa: E402
 
+del sys.path[0]  # the programs inherit sys.path: the package's other modules must not shadow what they import
+
 SHARED_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # world-writable: covered by private tmpfs
 PRELOAD = ("typing", "math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string", "hashlib")
 # Linux constants from <sched.h>, <sys/mount.h> and <sys/prctl.h>.
