@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -73,7 +74,10 @@ def build(
     unknown = [n for n in force if n not in EXPERIMENTS]
     if unknown:
         raise BookError(f"--force {unknown[0]}: not an experiment (known: {', '.join(EXPERIMENTS)})")
+    start = time.perf_counter()
     statuses = ensure(root, figures, out / "work", sorted(names | set(force)), full, run, force, log)
+    if run and time.perf_counter() - start >= 1:  # something ran: the total, next to each experiment's own time
+        log(f"book: experiments done in {time.perf_counter() - start:.0f} s in all")
     result = BuildResult()
     for st in statuses:
         if not st.fresh:

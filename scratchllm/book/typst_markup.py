@@ -16,10 +16,12 @@ from .html import slugify
 from .latex_math import to_typst
 
 TEXT_SPECIAL = re.compile(r"([\\*_#$@<>\[\]`~/\-+=])")
+# typst's smart quotes read ' after a digit as a prime (5'10"), so "Chapter 2's" would print 2′s: spell the apostrophe
+APOSTROPHE_AFTER_DIGIT = re.compile(r"(?<=\d)'(?=[A-Za-z])")
 
 
 def text(s: str) -> str:
-    return TEXT_SPECIAL.sub(r"\\\1", s)
+    return TEXT_SPECIAL.sub(r"\\\1", APOSTROPHE_AFTER_DIGIT.sub("\u2019", s))
 
 
 def string(s: str) -> str:
@@ -169,6 +171,6 @@ class TypstWriter:
         src = child.attrGet("src")
         number = self.numbers.get(src, "")
         return (
-            f"#figure(image({string(self.figure_path(src))}, width: 100%), "
+            f"#figure(figure-image({string(self.figure_path(src))}), "
             f"caption: [{text(child.content)}], numbering: _ => {string(number)})"
         )

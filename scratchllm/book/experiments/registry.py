@@ -69,12 +69,6 @@ def _model_sizes(kwargs: dict, out: Path, work: Path) -> None:
     atomic_write_text(out / "model_sizes.md", model_sizes.table() + "\n")
 
 
-def _grad_accum(kwargs: dict, out: Path, work: Path) -> None:
-    from . import grad_accum
-
-    _write_json(out / "grad_accum.json", grad_accum.run(**kwargs))
-
-
 def _data_filters(kwargs: dict, out: Path, work: Path) -> None:
     from . import data_filters
 
@@ -98,6 +92,8 @@ def _demo(kwargs: dict, out: Path, work: Path) -> None:
     cmd = [sys.executable, "-m", "scratchllm", "demo", "--out", str(run_dir), "--steps", str(kwargs["steps"])]
     if not kwargs.get("compile", True):
         cmd.append("--no-compile")
+    if "sft_steps" in kwargs:
+        cmd += ["--sft-steps", str(kwargs["sft_steps"])]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     records = read_metrics(run_dir / "train" / "metrics.jsonl")
@@ -123,7 +119,19 @@ EXPERIMENTS: dict[str, Experiment] = {
     for e in [
         Experiment("embedding_lookup", f"{_PKG}.embedding_lookup", ("embedding_lookup.json",), _embedding_lookup),
         Experiment("model_sizes", f"{_PKG}.model_sizes", ("model_sizes.md",), _model_sizes),
-        Experiment("grad_accum", f"{_PKG}.grad_accum", ("grad_accum.json",), _grad_accum),
+        Experiment(
+            "grad_accum", f"{_PKG}.grad_accum", ("grad_accum.json", "grad_accum.md", "grad_accum.png"),
+            _module_runner(f"{_PKG}.grad_accum"),
+        ),
+        Experiment(
+            "memory_configs", f"{_PKG}.memory_configs", ("memory_configs.json", "memory_configs.md",
+            "memory_configs.png"), _module_runner(f"{_PKG}.memory_configs"),
+            quick={"preset": "tiny", "batch": 16, "seq": 256}, full={"preset": "gpt2", "batch": 8, "seq": 1024},
+        ),
+        Experiment(
+            "comm_volume", f"{_PKG}.comm_volume", ("comm_volume.json", "comm_volume.md", "comm_volume.png"),
+            _module_runner(f"{_PKG}.comm_volume"),
+        ),
         Experiment(
             "positions", f"{_PKG}.positions", ("positions.json", "positions.md", "positions.png"),
             _module_runner(f"{_PKG}.positions"), quick={"quick": True}, full={"quick": False},
@@ -147,7 +155,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         ),
         Experiment(
             "demo", "scratchllm.cli.main", ("demo.json", "demo_loss.png"), _demo,
-            quick={"steps": 60, "compile": False}, full={"steps": 1000, "compile": True},
+            quick={"steps": 60, "compile": False, "sft_steps": 10}, full={"steps": 1000, "compile": True},
         ),
         Experiment(
             "eval_tiny", f"{_PKG}.eval_tiny", ("eval_tiny.json", "eval_tiny.md", "eval_tiny.png"), _eval_tiny,
