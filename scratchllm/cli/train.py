@@ -60,6 +60,7 @@ def cmd_train(args) -> int:
     except DistributedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    dist.destroy()  # every rank leaves together (it also runs at exit, where a late rank could abort)
     if final.get("interrupted"):
         say(f"interrupted: stopped after step {final['step'] + 1} and saved a checkpoint in {job.out}/checkpoints; "
               "continue with --resume", file=sys.stderr)  # fmt: skip

@@ -100,8 +100,15 @@ def init_distributed(cfg: ParallelConfig | None = None) -> bool:
 
 
 def destroy() -> None:
-    """Leave the process group (NCCL warns at exit about groups never destroyed)."""
+    """Leave the process group (NCCL warns at exit about groups never destroyed), after a barrier: a rank that tore
+    its group down while a peer's last collective was still in flight could abort in gloo's worker threads
+    ("terminate called without an active exception"). If a peer is dead the barrier fails, and there is nothing
+    left to wait for."""
     if is_distributed():
+        try:
+            dist.barrier()
+        except (RuntimeError, dist.DistError):
+            pass
         dist.destroy_process_group()
 
 
