@@ -121,7 +121,8 @@ def _supervise(program: str, limits: Limits, tmpdir: str) -> Outcome:
     cpu = rusage.ru_utime + rusage.ru_stime
     if verdict.startswith(nonce):
         result = verdict[len(nonce) :]
-    elif timed_out or (returncode < 0 and cpu >= _cpu_limit(limits.timeout)):
+    elif timed_out or returncode == -signal.SIGXCPU or (returncode < 0 and cpu >= _cpu_limit(limits.timeout)):
+        # SIGXCPU is the CPU limit, which derives from the timeout; rusage may count a tick short of the limit.
         result = TIMED_OUT
     elif returncode < 0:
         result = f"failed: killed by signal {-returncode} ({signal.strsignal(-returncode)})"
