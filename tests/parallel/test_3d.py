@@ -114,6 +114,7 @@ def worker(rank: int, port: int, tmp: str) -> None:
             }  # fmt: skip
     if rank == 0:
         write_results(tmp, results)
+    dist.barrier()  # leave together (see test_fsdp.py)
     dist.destroy_process_group()
 
 

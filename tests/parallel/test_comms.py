@@ -109,6 +109,7 @@ def worker(rank: int, port: int, out: str) -> None:
     dist.all_gather_object(everyone, mine)
     if rank == 0:
         write_results(out, {"ranks": everyone})
+    dist.barrier()  # leave together (see test_fsdp.py)
     dist.destroy_process_group()
 
 

@@ -101,6 +101,7 @@ def _ddp_worker(rank: int, port: int, out: str) -> None:
         }
     if rank == 0:
         Path(out).write_text(json.dumps(report))
+    dist.barrier()  # leave together (see test_fsdp.py)
     dist.destroy_process_group()
 
 

@@ -86,6 +86,7 @@ def worker(rank: int, port: int, tmp: str) -> None:
     results["llama-bf16-policy"] = mixed_precision_case(mesh, rank)
     if rank == 0:
         write_results(tmp, results)
+    dist.barrier()  # leave together: a rank tearing gloo down while its peer still works can abort (SIGABRT)
     dist.destroy_process_group()
 
 

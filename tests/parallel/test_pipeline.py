@@ -75,6 +75,7 @@ def worker(rank: int, port: int, out: str) -> None:
                 results[f"bubble-{schedule}"] = gathered
     if rank == 0:
         write_results(out, results)
+    dist.barrier()  # leave together (see test_fsdp.py)
     dist.destroy_process_group()
 
 

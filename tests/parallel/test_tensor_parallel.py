@@ -130,6 +130,7 @@ def worker(rank: int, port: int, out: str) -> None:
         results["bad_degree"] = str(e)
     if rank == 0:
         write_results(out, results)
+    dist.barrier()  # leave together (see test_fsdp.py)
     dist.destroy_process_group()
 
 
