@@ -76,12 +76,17 @@ class Browser:
         return result["result"].get("value")
 
     def wait_for(self, expression: str, timeout: float = 60):
-        deadline = time.monotonic() + timeout
+        """Poll until ``expression`` is truthy. An exception counts as "not yet" (the page may still be loading and
+        its elements absent); the last one is reported if the time runs out."""
+        deadline, last = time.monotonic() + timeout, None
         while time.monotonic() < deadline:
-            if value := self.js(expression):
-                return value
+            try:
+                if value := self.js(expression):
+                    return value
+            except RuntimeError as exc:
+                last = exc
             time.sleep(0.05)
-        raise TimeoutError(expression)
+        raise TimeoutError(f"{expression} (last error: {last})" if last else expression)
 
     def close(self) -> None:
         if getattr(self, "ws", None) is not None:
