@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from scratchllm.cli import main
 from scratchllm.config import ConfigError, load_config
 from scratchllm.data import CorpusConfig, ReadProblems, open_corpus
 from scratchllm.data import executor as executor_module
@@ -382,26 +381,3 @@ def test_an_extraction_that_hangs_is_counted_and_the_run_goes_on(tmp_path, monke
     assert time.perf_counter() - start < 20
     assert report["steps"][0]["dropped"] == {"extract:timeout": 1}
     assert [doc.id for doc in output(tmp_path / "out")] == ["ok.html"]
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Command line
-
-
-def test_cli_runs_a_pipeline_from_toml(tmp_path, corpus, capsys):
-    assert main(["data", "--config", str(pipeline_toml(tmp_path, corpus)), f"out={tmp_path / 'cli'}"]) == 0
-    printed = capsys.readouterr().out
-    assert "read 40 documents, wrote 35" in printed and "exact_duplicate 1" in printed
-    assert (tmp_path / "cli" / "report.md").is_file() and (tmp_path / "cli" / "config.toml").is_file()
-    assert main(["data", "--config", str(pipeline_toml(tmp_path, corpus)), f"out={tmp_path / 'cli'}",
-                 "--rank", "3", "--world-size", "2"]) == 2  # fmt: skip
-    assert "rank must be in [0, world_size)" in capsys.readouterr().err
-
-
-def test_cli_bad_config_is_one_line_and_status_2(tmp_path, corpus):
-    bad = tmp_path / "bad.toml"
-    bad.write_text(pipeline_toml(tmp_path, corpus).read_text().replace('"near_dedup"', '"near_dedupe"'))
-    result = subprocess.run([sys.executable, "-m", "scratchllm", "data", "--config", str(bad), f"out={tmp_path}/x"],
-                            capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "did you mean 'near_dedup'" in result.stderr
