@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from scratchllm.cli import main
+from scratchllm.cli.main import main
 from scratchllm.tokenizer import Tokenizer
 from scratchllm.train.metrics import read_metrics
 
@@ -156,3 +156,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     report = (tmp_path / "train" / "report.md").read_text()
     assert f"Held-out bits per byte: {bpb:.3f}" in report and f"| held-out bits per byte | {bpb:.4f} |" in report
     assert report.count("Prompt `") == 4 and "![training and validation loss](loss.png)" in report
+    summary = json.loads((tmp_path / "summary.json").read_text())  # what the manual's demo experiment reads
+    assert summary["val_bpb"] == bpb and summary["steps"] == 2 and summary["sft"]["steps"] == 2
+    assert summary["val_loss"] == read_metrics(tmp_path / "train" / "metrics.jsonl")[-1]["val_loss"]
+    assert summary["train_tokens"] > 0 and summary["sft"]["val_loss_before"] is not None

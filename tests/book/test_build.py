@@ -22,7 +22,7 @@ from scratchllm.book.directives import Numbers, expand  # noqa: E402
 from scratchllm.book.experiments.registry import Experiment  # noqa: E402
 from scratchllm.book.latex_math import to_typst  # noqa: E402
 from scratchllm.book.source import BookError, find_symbol, parse_listing, pasted_source, source_windows  # noqa: E402
-from scratchllm.cli import main  # noqa: E402
+from scratchllm.cli.main import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -197,6 +197,32 @@ def test_cache_key_follows_the_imports(tmp_path):
     assert changed != key
     (tmp_path / "scratchllm" / "other.py").write_text("Y = 2\n")
     assert code_key(tmp_path, exp) != changed
+
+
+def _set_entry(figures: Path, name: str) -> None:
+    from scratchllm.book.cache import update_manifest
+
+    update_manifest(figures, {name: {"key": name}})
+
+
+def test_concurrent_manifest_updates_keep_every_entry(tmp_path):
+    """Builds running at once each write their own experiments' entries; none erases another's."""
+    import multiprocessing
+
+    names = [f"exp{i}" for i in range(48)]
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        pool.starmap(_set_entry, [(tmp_path, n) for n in names])
+    assert sorted(read_manifest(tmp_path)) == sorted(names)
+
+
+def test_demo_experiment_is_keyed_by_the_demo_not_the_whole_cli():
+    """The demo's cached result must not go stale when the book's or the server's code changes."""
+    from scratchllm.book.cache import dependencies
+    from scratchllm.book.experiments.registry import EXPERIMENTS
+
+    files = {str(p.relative_to(ROOT)) for p in dependencies(ROOT, EXPERIMENTS["demo"].module)}
+    assert {"scratchllm/cli/demo.py", "scratchllm/train/trainer.py", "scratchllm/finetune/sft.py"} <= files
+    assert not {"scratchllm/cli/main.py", "scratchllm/book/build.py", "scratchllm/serve/server.py"} & files
 
 
 @pytest.mark.slow

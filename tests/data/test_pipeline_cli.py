@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from scratchllm.cli import main
+from scratchllm.cli.main import main
 
 from .test_pipeline import ROOT, corpus, pipeline_toml  # noqa: F401  (corpus is a fixture)
 

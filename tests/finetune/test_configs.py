@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scratchllm.cli.main import DEMO_SFT_STEPS
+from scratchllm.cli.demo import DEMO_SFT_STEPS
 from scratchllm.config import load_config
 from scratchllm.finetune.config import FinetuneConfig
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from scratchllm.cli import main
+from scratchllm.cli.main import main
 from scratchllm.finetune.template import ChatTemplate
 from scratchllm.model.generate import generate
 from scratchllm.serve import ChatSession, ChatSettings, run_repl

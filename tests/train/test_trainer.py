@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scratchllm.cli import main
+from scratchllm.cli.main import main
 from scratchllm.data import CorpusConfig
 from scratchllm.data.tokenize import tokenize_corpus
 from scratchllm.model import GPT, GPTConfig

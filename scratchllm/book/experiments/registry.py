@@ -6,17 +6,18 @@ is what the modules' own ``__main__`` runs by default. A figure or number in the
 stem of its files (``figures/positions.png``, ``{{ positions.steps }}``), and ``by_output`` maps a file back to the
 experiment that writes it.
 
-``demo`` is ``scratchllm demo`` itself, run as a command (nothing imports the CLI), with fewer steps in quick mode;
+``demo`` is ``scratchllm demo`` itself, run as a command and keyed by ``scratchllm/cli/demo.py``'s imports, with fewer
+steps in quick mode;
 ``eval_tiny`` scores the checkpoint it leaves behind.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +85,10 @@ def _decontam(kwargs: dict, out: Path, work: Path) -> None:
 
 
 def _demo(kwargs: dict, out: Path, work: Path) -> None:
-    """``scratchllm demo`` into ``work/demo``; keeps its loss plot and final held-out numbers."""
+    """``scratchllm demo`` into ``work/demo``; keeps its summary, its loss plot and its median training step time."""
+    from statistics import median
+
+    from ...cli.demo import SUMMARY_FILE
     from ...train.metrics import read_metrics
 
     run_dir = work / "demo"
@@ -94,12 +98,14 @@ def _demo(kwargs: dict, out: Path, work: Path) -> None:
         cmd.append("--no-compile")
     if "sft_steps" in kwargs:
         cmd += ["--sft-steps", str(kwargs["sft_steps"])]
-    start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    records = read_metrics(run_dir / "train" / "metrics.jsonl")
-    final = [r for r in records if "val_loss" in r][-1]
-    result = {"command": " ".join(["scratchllm", *cmd[3:]]), **kwargs, "final": final}
-    result["seconds"] = round(time.perf_counter() - start, 1)
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    steps = [r for r in read_metrics(run_dir / "train" / "metrics.jsonl") if "step_time" in r]
+    result = {
+        "command": " ".join(["scratchllm", *cmd[3:]]), **kwargs, **summary,
+        "first_step_seconds": steps[0]["step_time"], "median_step_seconds": median(r["step_time"] for r in steps[1:]),
+        "perplexity": math.exp(summary["val_loss"]),
+    }  # fmt: skip
     _write_json(out / "demo.json", result)
     shutil.copyfile(run_dir / "train" / "loss.png", out / "demo_loss.png")
 
@@ -154,7 +160,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             _decontam, quick={"shared": SHARED}, full={"shared": SHARED},
         ),
         Experiment(
-            "demo", "scratchllm.cli.main", ("demo.json", "demo_loss.png"), _demo,
+            "demo", "scratchllm.cli.demo", ("demo.json", "demo_loss.png"), _demo,
             quick={"steps": 60, "compile": False, "sft_steps": 10}, full={"steps": 1000, "compile": True},
         ),
         Experiment(
