@@ -11,10 +11,15 @@ two warm-up steps; the step time is the better of two further steps without the 
 Columns: the bytes the busiest rank sends per step, by kind, under the ring cost model (``comms.sent_bytes``); the
 same from the exact formulas of ``comms`` (from the config and the batch shape alone) and their ratio; the bytes the
 formula leaves out (the step's scalar all-reduces, a barrier); and the chapter's rule of thumb as the planner
-computes it (``plan.estimate_time``: 2 (N-1)/N P for DDP, 3 (N-1)/N P for FSDP, ...) with its ratio. Then the
-formulas extrapolated to GPT-2 small and XL on 8 GPUs. Step times come from a shared 2-core machine: indicative only.
+computes it (``plan.estimate_time``: 2 (N-1)/N P for DDP, (2m+1) (N-1)/N P for FSDP with m micro-batches, ...)
+with its ratio (the JSON adds, for FSDP, the ratio to the first planner's 3 (N-1)/N P). Then the formulas
+extrapolated to GPT-2 small and XL on 8 GPUs (``comm_volume.volumes``, the book experiment's). Step times come from
+a shared 2-core machine: indicative only.
 
-Run: `python benchmarks/parallel.py` (about 12 minutes on a busy 2-core machine; `--quick`: the tiny model only).
+Run: `python benchmarks/parallel.py [--quick] [--json PATH]` (about 12 minutes on a busy 2-core machine; `--quick`:
+the tiny model only, the same strategies, group sizes and steps). ``--json PATH`` also writes every number printed,
+with the settings, the machine's load average and the command line, to PATH, and the largest measured model's rows as
+a Markdown table beside it (PATH with suffix ``.md``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import socket
+import sys
 import tempfile
 import time
 from functools import partial
@@ -32,6 +39,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from scratchllm.book.experiments.comm_volume import volumes
+from scratchllm.fileio import atomic_write_text
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.parallel import comms
 from scratchllm.parallel.plan import Cluster, Layout, estimate_time
@@ -39,6 +48,7 @@ from scratchllm.parallel.plan import Cluster, Layout, estimate_time
 GLOBAL_BATCH, SEQ_LEN, ACCUM, PP_MICRO = 8, 64, 2, 8
 MODELS = {"tiny": GPTConfig.preset("tiny"), "gpt2": GPTConfig.preset("gpt2")}
 STRATEGIES = ("DDP", "FSDP", "TP (DTensor)", "TP (Megatron)", "PP (1F1B)")
+SLUGS = dict(zip(STRATEGIES, ("ddp", "fsdp", "tp-dtensor", "tp-megatron", "pp-1f1b")))  # names in the JSON
 SHOWN = ("all_reduce", "all_gather", "reduce_scatter", "send")
 MB = 1e6
 
@@ -167,6 +177,32 @@ def measure(n: int, names: list[str]) -> list[dict]:
         return json.loads(out.read_text())
 
 
+def enrich(r: dict) -> dict:
+    """A measured row with its name, its MB by kind and its ratios to the formula and to the rule of thumb."""
+    rule = rule_of_thumb(MODELS[r["model"]], r["strategy"], r["n"])
+    row = {"name": f"n{r['n']}-{SLUGS[r['strategy']]}", **r, "mb": {k: r["counted"].get(k, 0) / MB for k in SHOWN},
+           "counted_mb": r["total"] / MB, "formula_mb": r["formula"] / MB, "ratio_formula": r["total"] / r["formula"],
+           "extra_bytes": r["total"] - r["formula"], "rule_mb": rule / MB, "ratio_rule": r["total"] / rule}  # fmt: skip
+    if r["strategy"] == "FSDP":  # the first planner's rule, 3 (N-1)/N P, where the planner now charges 2m+1 passes
+        row["ratio_three_pass_rule"] = r["total"] / (rule * 3 / (2 * ACCUM + 1))
+    return row
+
+
+def by_model(rows: list[dict]) -> list[dict]:
+    """The rows grouped by model, in the order measured, with what the chapter quotes of each model's pipeline at
+    N = 2: the activation crossing the cut each way, and the all-reduce of the tied head (with the step's scalars)."""
+    out = []
+    for name in dict.fromkeys(r["model"] for r in rows):
+        cfg, mine = MODELS[name], [r for r in rows if r["model"] == name]
+        pp = next(r for r in mine if r["n"] == 2 and r["strategy"].startswith("PP"))
+        cut = {"activation_mb_each_way": pp["mb"]["send"], "activations_mb_both_ways": 2 * pp["mb"]["send"],
+               "all_reduce_mb": pp["mb"]["all_reduce"],
+               "all_reduce_over_activations": pp["mb"]["all_reduce"] / (2 * pp["mb"]["send"])}  # fmt: skip
+        out.append({"model": name, "vocab_size": cfg.vocab_size, "d_model": cfg.d_model,
+                    "tied_head": cfg.tie_embeddings, "pipeline_n2": cut, "rows": mine})  # fmt: skip
+    return out
+
+
 def print_measured(rows: list[dict]) -> None:
     print("\nMeasured: MB sent per step by the busiest rank (fp32, ring cost model), counted vs the exact formula")
     print("vs the chapter's rule of thumb (plan.estimate_time); global batch 8 x 64 tokens; step time on a shared CPU")
@@ -174,53 +210,92 @@ def print_measured(rows: list[dict]) -> None:
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
-        rule = rule_of_thumb(MODELS[r["model"]], r["strategy"], r["n"])
-        kinds = [f"{r['counted'].get(k, 0) / MB:.3f}" for k in SHOWN]
-        cells = [r["model"], str(r["n"]), r["strategy"], *kinds, f"{r['total'] / MB:.3f}", f"{r['formula'] / MB:.3f}",
-                 f"{r['total'] / r['formula']:.6f}", f"{r['total'] - r['formula']:.0f}", f"{rule / MB:.3f}",
-                 f"{r['total'] / rule:.3f}", f"{r['seconds']:.2f}"]  # fmt: skip
+        mb = [f"{x:.3f}" for x in (*(r["mb"][k] for k in SHOWN), r["counted_mb"], r["formula_mb"])]
+        cells = [r["model"], str(r["n"]), r["strategy"], *mb, f"{r['ratio_formula']:.6f}", f"{r['extra_bytes']:.0f}",
+                 f"{r['rule_mb']:.3f}", f"{r['ratio_rule']:.3f}", f"{r['seconds']:.2f}"]  # fmt: skip
         print("| " + " | ".join(cells) + " |")
 
 
-def print_extrapolation(n: int = 8, per_gpu: int = 8, seq_len: int = 1024) -> None:
+def extrapolate(n: int = 8, per_gpu: int = 8, seq_len: int = 1024) -> dict:
     """The formulas at scale: GPT-2 small and XL on 8 GPUs, a global batch of 64 x 1024 tokens, mixed precision as
     this project runs it on GPUs: bf16 weights gathered and activations sent (2 bytes), fp32 gradients reduced
-    (4 bytes: autocast keeps fp32 parameters, so DDP's gradients are fp32; FSDP's reduce_dtype is fp32)."""
-    bandwidths = {"NVLink 200 GB/s": 200e9, "network 12.5 GB/s": 12.5e9}
-    batch = n * per_gpu
-    print(f"\nExtrapolated from the formulas: N = {n}, global batch {batch} x {seq_len} tokens, bf16 weights and")
-    print(f"activations, fp32 gradients. DDP/FSDP: {per_gpu} sequences per GPU; TP: one group of {n} on the whole")
-    print(f"batch; PP: {n} stages, {n} micro-batches of {per_gpu}. Busiest rank, no overlap with compute.")
-    head = ["model", "strategy", "GB sent per GPU per step", *bandwidths]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
+    (4 bytes: autocast keeps fp32 parameters, so DDP's gradients are fp32; FSDP's reduce_dtype is fp32). TP is on
+    paper when the heads do not split n ways (GPT-2's 12 and 25 do not split 8 ways): the bytes are what the formula
+    says a model of this width and depth would send. PP is a middle stage (it sends both ways), plus the tied head's
+    fp32 gradient summed over the pipeline."""
+    bandwidths = {"nvlink": {"label": "NVLink 200 GB/s", "bytes_per_s": 200e9},
+                  "network": {"label": "network 12.5 GB/s", "bytes_per_s": 12.5e9}}  # fmt: skip
+    rows = []
     for name in ("gpt2", "gpt2-xl"):
         cfg = GPTConfig.preset(name)
-        cases = {
-            "DDP": comms.ddp_volumes(cfg, n, itemsize=4),
-            "FSDP": comms.fsdp_volumes(cfg, n, itemsize=2, grad_itemsize=4),
-            # On paper when the heads do not split n ways (GPT-2's 12 and 25 do not split 8 ways): the bytes are
-            # what the formula says a model of this width and depth would send.
-            "TP": comms.tp_volumes(cfg, n, batch, seq_len, itemsize=2),
-            # A middle stage (it sends both ways), and the tied head's fp32 gradient summed over the pipeline.
-            "PP": comms.pp_volumes(cfg, n, 1, per_gpu, seq_len, n, itemsize=2) + comms.pp_tied_head_volume(cfg, n, 4),
-        }
-        for strategy, volumes in cases.items():
-            sent = sum(v.sent for v in volumes)
-            times = [f"{sent / bw * 1e3:.1f} ms" for bw in bandwidths.values()]
-            note = f" (on paper: {cfg.n_head} heads)" if strategy == "TP" and cfg.n_head % n else ""
-            print("| " + " | ".join([name, strategy + note, f"{sent / 1e9:.3f}", *times]) + " |")
+        for strategy, vols in volumes(cfg, n, per_gpu, seq_len).items():
+            sent = sum(v.sent for v in vols)
+            rows.append({"name": f"{name}-{strategy.lower()}", "model": name, "strategy": strategy,
+                         "on_paper": strategy == "TP" and cfg.n_head % n != 0, "n_head": cfg.n_head, "gb": sent / 1e9,
+                         "ms": {k: sent / bw["bytes_per_s"] * 1e3 for k, bw in bandwidths.items()}})  # fmt: skip
+    return {"n": n, "per_gpu": per_gpu, "seq_len": seq_len, "global_batch": n * per_gpu,
+            "bandwidths": bandwidths, "rows": rows}  # fmt: skip
+
+
+def print_extrapolation(x: dict) -> None:
+    n, per_gpu = x["n"], x["per_gpu"]
+    print(f"\nExtrapolated from the formulas: N = {n}, global batch {x['global_batch']} x {x['seq_len']} tokens, bf16 "
+          "weights and")  # fmt: skip
+    print(f"activations, fp32 gradients. DDP/FSDP: {per_gpu} sequences per GPU; TP: one group of {n} on the whole")
+    print(f"batch; PP: {n} stages, {n} micro-batches of {per_gpu}. Busiest rank, no overlap with compute.")
+    head = ["model", "strategy", "GB sent per GPU per step", *(bw["label"] for bw in x["bandwidths"].values())]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in x["rows"]:
+        note = f" (on paper: {r['n_head']} heads)" if r["on_paper"] else ""
+        times = [f"{ms:.1f} ms" for ms in r["ms"].values()]
+        print("| " + " | ".join([r["model"], r["strategy"] + note, f"{r['gb']:.3f}", *times]) + " |")
+
+
+def markdown(model: dict) -> str:
+    """One model's measured rows as the chapter's table."""
+    lines = ["| N | strategy | all-reduce | all-gather | reduce-scatter | send | counted / formula | counted / rule "
+             "| step s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in model["rows"]:
+        mb = [f"{r['mb'][k]:.3f}" if r["mb"][k] >= 5e-4 else "0" for k in SHOWN]  # "0": scalars only, if anything
+        cells = [str(r["n"]), r["strategy"], *mb, f"{r['ratio_formula']:.6f}", f"{r['ratio_rule']:.3f}",
+                 f"{r['seconds']:.2f}"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_json(path: str, result: dict) -> None:
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    atomic_write_text(Path(path).with_suffix(".md"), markdown(result["main"]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the tiny model only")
+    parser.add_argument("--json", metavar="PATH", help="write the results as JSON here, and a Markdown table beside")
     args = parser.parse_args()
+    load = list(os.getloadavg())
     print(__doc__.strip().splitlines()[0])
     names = ["tiny"] if args.quick else ["tiny", "gpt2"]
-    rows = [row for n in (2, 4) for row in measure(n, names)]
+    groups = (2, 4)
+    rows = [enrich(row) for n in groups for row in measure(n, names)]
     print_measured(rows)
-    print_extrapolation()
+    scale = extrapolate()
+    print_extrapolation(scale)
+    if args.json:
+        models = by_model(rows)
+        write_json(args.json, {
+            "command": shlex.join(["python", "benchmarks/parallel.py", *sys.argv[1:]]),
+            "settings": {"quick": args.quick, "models": names, "group_sizes": list(groups),
+                         "global_batch": GLOBAL_BATCH, "seq_len": SEQ_LEN, "accumulation": ACCUM,
+                         "pp_micro_batches": PP_MICRO, "dtype": "fp32", "threads_per_process": 1,
+                         "cpus": os.cpu_count()},
+            "load_average": load,
+            "extra_bytes_max": max(r["extra_bytes"] for r in rows),
+            "ratio_formula_min": min(r["ratio_formula"] for r in rows),
+            "ratio_formula_max": max(r["ratio_formula"] for r in rows),
+            "main": models[-1], "models": models, "extrapolation": scale,
+        })  # fmt: skip
 
 
 if __name__ == "__main__":

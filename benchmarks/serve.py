@@ -12,7 +12,11 @@ requests per second, generated tokens per second, and the median time to first t
 chunk received), then the ratios batched / one-at-a-time. Each setting runs ``--repeats`` times alternating the two
 servers (and which goes first); the best run counts (the least disturbed by other load on a shared machine).
 
-    python benchmarks/serve.py [--quick] [--checkpoint DIR] [--device cpu|cuda]
+    python benchmarks/serve.py [--quick] [--json PATH] [--checkpoint DIR] [--device cpu|cuda]
+
+``--quick`` sends half as many requests at each concurrency (8, 16 and 64 instead of 16, 32 and 128) and runs each
+setting once. ``--json PATH`` also writes every number printed, with the settings, the model and the command line, to
+PATH, and the table as Markdown beside it (PATH with suffix ``.md``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import shlex
 import socket
 import statistics
 import subprocess
@@ -32,6 +38,7 @@ import httpx
 import torch
 
 from scratchllm.data import CorpusConfig, open_corpus
+from scratchllm.fileio import atomic_write_text
 from scratchllm.model import GPT, GPTConfig
 from scratchllm.tokenizer import Tokenizer
 from scratchllm.train.checkpoint import load_checkpoint, save_checkpoint
@@ -121,6 +128,65 @@ async def load(url: str, model: str, texts: list[str], concurrency: int, max_tok
     }
 
 
+SERVERS = {"batched": ("batched (max_batch 16)", 16), "one_at_a_time": ("one at a time (max_batch 1)", 1)}
+CLIENTS = (1, 4, 16)
+
+
+def requests_for(concurrency: int, quick: bool) -> int:
+    return (8 if quick else 16) * max(1, concurrency // 2)
+
+
+def measure(servers: dict, tok: Tokenizer, name: str, args: argparse.Namespace, repeats: int) -> list[dict]:
+    """For each concurrency: the best run of each server (by req/s) and whether their greedy answers agree."""
+    rows = []
+    for concurrency in CLIENTS:
+        n = requests_for(concurrency, args.quick)
+        texts = prompts(tok, n, args.prompt_tokens)
+        best: dict[str, dict] = {}
+        for repeat in range(repeats):
+            order = list(servers.items())[:: 1 if repeat % 2 == 0 else -1]  # who goes first alternates
+            for key, (_, url) in order:
+                r = asyncio.run(load(url, name, texts, concurrency, args.max_tokens))
+                if key not in best or r["rps"] > best[key]["rps"]:
+                    best[key] = r
+        a, b = best["batched"], best["one_at_a_time"]
+        rows.append({
+            "clients": concurrency, "requests": n,
+            **{key: {"rps": r["rps"], "tps": r["tps"], "ttft_ms": r["ttft"] * 1e3} for key, r in best.items()},
+            "rps_ratio": a["rps"] / b["rps"], "tps_ratio": a["tps"] / b["tps"], "ttft_ratio": a["ttft"] / b["ttft"],
+            "identical": a["answers"] == b["answers"],
+        })  # fmt: skip
+    return rows
+
+
+def print_rows(rows: list[dict]) -> None:
+    print(f"\n{'clients':>7} {'requests':>8}  {'server':<28} {'req/s':>7} {'tokens/s':>9} {'TTFT p50':>9}")
+    for row in rows:
+        for key, (label, _) in SERVERS.items():
+            r = row[key]
+            print(f"{row['clients']:>7} {row['requests']:>8}  {label:<28} {r['rps']:>7.2f} {r['tps']:>9.0f} "
+                  f"{r['ttft_ms']:>7.1f}ms")  # fmt: skip
+        print(f"{'':>17} ratio batched / one at a time: req/s {row['rps_ratio']:.2f}x, "
+              f"TTFT {row['ttft_ratio']:.2f}x; identical greedy answers: {row['identical']}")  # fmt: skip
+        if not row["identical"]:
+            raise SystemExit("the two servers gave different greedy answers")
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| clients | requests | batched req/s | one at a time req/s | ratio | batched TTFT p50 "
+             "| one at a time TTFT p50 |", "|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for row in rows:
+        a, b = row["batched"], row["one_at_a_time"]
+        lines.append(f"| {row['clients']} | {row['requests']} | {a['rps']:.2f} | {b['rps']:.2f} "
+                     f"| {row['rps_ratio']:.2f}x | {a['ttft_ms']:,.1f} ms | {b['ttft_ms']:,.1f} ms |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_json(path: str, result: dict, table: str) -> None:
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    atomic_write_text(Path(path).with_suffix(".md"), table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="a scratchllm checkpoint (default: the tiny preset, random weights)")
@@ -129,6 +195,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", metavar="PATH", help="write the results as JSON here, and a Markdown table beside")
     args = parser.parse_args()
     repeats = 1 if args.quick else args.repeats
 
@@ -138,40 +205,27 @@ def main() -> None:
         n_params = sum(p.numel() for p in model.parameters())
         del model
         name = checkpoint.resolve().name
-        servers = {"batched (max_batch 16)": start_server(checkpoint, 16, args.device),
-                   "one at a time (max_batch 1)": start_server(checkpoint, 1, args.device)}  # fmt: skip
+        servers = {key: start_server(checkpoint, max_batch, args.device) for key, (_, max_batch) in SERVERS.items()}
         print(f"model {name}: {n_params / 1e6:.1f}M parameters, device {args.device}, torch threads "
               f"{torch.get_num_threads()}; prompts ~{args.prompt_tokens} tokens, {args.max_tokens} new tokens "
               f"(greedy), streamed /v1/completions")  # fmt: skip
         try:
-            rows = []
-            for concurrency in (1, 4, 16):
-                n = (8 if args.quick else 16) * max(1, concurrency // 2)
-                texts = prompts(tok, n, args.prompt_tokens)
-                best: dict[str, dict] = {}
-                for repeat in range(repeats):
-                    order = list(servers.items())[:: 1 if repeat % 2 == 0 else -1]  # who goes first alternates
-                    for label, (_, url) in order:
-                        r = asyncio.run(load(url, name, texts, concurrency, args.max_tokens))
-                        if label not in best or r["rps"] > best[label]["rps"]:
-                            best[label] = r
-                a, b = (best[label] for label in servers)
-                same = a["answers"] == b["answers"]
-                rows.append((concurrency, n, a, b, same))
+            rows = measure(servers, tok, name, args, repeats)
         finally:
             for proc, _ in servers.values():
                 proc.terminate()
                 proc.wait(timeout=30)
 
-    labels = list(servers)
-    print(f"\n{'clients':>7} {'requests':>8}  {'server':<28} {'req/s':>7} {'tokens/s':>9} {'TTFT p50':>9}")
-    for concurrency, n, a, b, same in rows:
-        for label, r in zip(labels, (a, b)):
-            print(f"{concurrency:>7} {n:>8}  {label:<28} {r['rps']:>7.2f} {r['tps']:>9.0f} {r['ttft'] * 1e3:>7.1f}ms")
-        print(f"{'':>17} ratio batched / one at a time: req/s {a['rps'] / b['rps']:.2f}x, "
-              f"TTFT {a['ttft'] / b['ttft']:.2f}x; identical greedy answers: {same}")  # fmt: skip
-        if not same:
-            raise SystemExit("the two servers gave different greedy answers")
+    print_rows(rows)
+    if args.json:
+        settings = {"quick": args.quick, "prompt_tokens": args.prompt_tokens, "max_tokens": args.max_tokens,
+                    "repeats": repeats, "device": args.device, "torch_threads": torch.get_num_threads(),
+                    "cpus": os.cpu_count(), "max_batch": SERVERS["batched"][1]}  # fmt: skip
+        model_info = {"name": name, "checkpoint": args.checkpoint or "the tiny preset, random weights",
+                      "parameters": n_params, "parameters_m": n_params / 1e6, "vocab_size": tok.vocab_size}  # fmt: skip
+        result = {"command": shlex.join(["python", "benchmarks/serve.py", *sys.argv[1:]]), "settings": settings,
+                  "model": model_info, "load_average": list(os.getloadavg()), "rows": rows}  # fmt: skip
+        write_json(args.json, result, markdown(rows))
 
 
 if __name__ == "__main__":

@@ -6,16 +6,22 @@ with ``torch.optim.AdamW`` (same groups of decay) on the same random batches, fp
 between the two after one warm-up step each, and the best step time counts. MFU is model FLOPs (``flops_per_token``)
 per second over the machine's fp32 matmul peak, measured in the same run. Each preset is timed eager and then with
 both models under ``torch.compile`` (C++ kernels on a CPU; the first steps, which compile, are not timed).
-Run: `python benchmarks/train.py [--quick] [--no-compile]`.
+Run: `python benchmarks/train.py [--quick] [--no-compile] [--json PATH]` (``--quick``: the `tiny` preset only;
+``--json``: every number as JSON, and the table the manual's appendix A shows beside it as ``.md``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
 import time
+from pathlib import Path
 
 import torch
 
+from scratchllm.fileio import atomic_write_text
 from scratchllm.model import GPT, GPTConfig, flops_per_token
 from scratchllm.train.config import TrainConfig
 from scratchllm.train.mfu import matmul_peak_flops, mfu
@@ -40,9 +46,9 @@ def hf_twin(model: GPT):
         return transformers.AutoModelForCausalLM.from_pretrained(tmp, attn_implementation="sdpa")
 
 
-def compare(preset: str, batch: int, seq: int, steps: int, peak: float, compiled: bool = False) -> None:
-    """Time training steps of our model and its transformers twin on the same batches; print tokens/s and MFU.
-    ``compiled``: run both through ``torch.compile``."""
+def compare(preset: str, batch: int, seq: int, steps: int, peak: float, compiled: bool = False) -> dict:
+    """Time training steps of our model and its transformers twin on the same batches; print tokens/s and MFU and
+    return them. ``compiled``: run both through ``torch.compile``."""
     cfg = GPTConfig.preset(preset)
     torch.manual_seed(0)
     ours = GPT.build(cfg).train()
@@ -72,11 +78,29 @@ def compare(preset: str, batch: int, seq: int, steps: int, peak: float, compiled
     for tokens in data[warmup:]:  # alternate, so that a slow phase of a shared machine hits both sides
         best["scratchllm"] = min(best["scratchllm"], _timed(lambda t=tokens: ours_step(t)))
         best["transformers"] = min(best["transformers"], _timed(lambda t=tokens: theirs_step(t)))
+    mode = "compiled" if compiled else "eager"
+    row = {"name": f"{preset}-{mode}", "preset": preset, "mode": mode, "batch": batch, "seq": seq}
     print(f"{preset}: batch {batch} x {seq} tokens{', torch.compile' if compiled else ', eager'}")
     for name, seconds in best.items():
         tps = batch * seq / seconds
-        print(f"  {name:12s} {tps:8.0f} tokens/s   MFU {100 * mfu(flops_per_token(cfg, seq), tps, peak):5.1f}%")
-    print(f"  ratio scratchllm / transformers: {best['transformers'] / best['scratchllm']:.2f}x (target >= 1.0)\n")
+        row[name] = {"tokens_per_s": tps, "mfu": mfu(flops_per_token(cfg, seq), tps, peak)}
+        print(f"  {name:12s} {tps:8.0f} tokens/s   MFU {100 * row[name]['mfu']:5.1f}%")
+    row["ratio"] = best["transformers"] / best["scratchllm"]
+    print(f"  ratio scratchllm / transformers: {row['ratio']:.2f}x (target >= 1.0)\n")
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    """The appendix's table: per preset, eager and compiled tokens/s (and MFU) of both sides and their ratio."""
+    lines = ["| model, batch | mode | scratchllm tokens/s (MFU) | transformers tokens/s (MFU) | ratio |",
+             "|---|---|---:|---:|---:|"]  # fmt: skip
+    for r in rows:
+        ours, theirs = r["scratchllm"], r["transformers"]
+        lines.append(
+            f"| `{r['preset']}`, {r['batch']} x {r['seq']} | {r['mode']} | {ours['tokens_per_s']:,.0f} "
+            f"({ours['mfu']:.0%}) | {theirs['tokens_per_s']:,.0f} ({theirs['mfu']:.0%}) | {r['ratio']:.2f}x |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -84,13 +108,25 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny only")
     parser.add_argument("--no-compile", action="store_true", help="eager only")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per side (default 3)")
+    parser.add_argument("--json", metavar="PATH", help="write the results as JSON here, and a Markdown table beside")
     args = parser.parse_args()
+    load = os.getloadavg()[0]
     peak = matmul_peak_flops("cpu", "fp32")
     print(f"fp32 matmul peak of this machine: {peak / 1e9:.0f} GFLOP/s ({torch.get_num_threads()} threads)\n")
+    rows = []
     for compiled in [False] if args.no_compile else [False, True]:
-        compare("tiny", 8, 256, args.steps, peak, compiled)
+        rows.append(compare("tiny", 8, 256, args.steps, peak, compiled))
         if not args.quick:
-            compare("gpt2", 4, 256, args.steps, peak, compiled)
+            rows.append(compare("gpt2", 4, 256, args.steps, peak, compiled))
+    if args.json:
+        result = {
+            "command": " ".join(["python", "benchmarks/train.py", *sys.argv[1:]]),
+            "settings": {"quick": args.quick, "steps": args.steps, "threads": torch.get_num_threads(),
+                         "cpus": os.cpu_count()},
+            "load_average": load, "peak_gflops": peak / 1e9, "rows": rows,
+        }  # fmt: skip
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+        atomic_write_text(Path(args.json).with_suffix(".md"), markdown(rows))
 
 
 if __name__ == "__main__":

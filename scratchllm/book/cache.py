@@ -77,6 +77,8 @@ def dependencies(root: Path, module: str) -> list[Path]:
         if name in seen:
             continue
         path = module_path(root, name)
+        if path is None and name != module and (root / name.replace(".", "/")).is_dir():
+            continue  # a directory without __init__.py (benchmarks/): a namespace package, no code of its own
         if path is None:
             raise BookError(f"experiment module {name} not found under {root}")
         seen[name] = path
@@ -138,6 +140,14 @@ def status(root: Path, figures: Path, exp: Experiment, full: bool, manifest: dic
     return Status(exp.name, True, "")
 
 
+def _left_in(work: Path, name: str, manifest: dict) -> bool:
+    """Whether ``work`` holds the scratch output (a demo's run directory) of the result ``manifest`` records for
+    ``name``: experiments that need it read that, not the figures, so a fresh result alone is not enough."""
+    marker = work / f".{name}.done"
+    recorded = [manifest[name]["key"], manifest[name]["args"]] if name in manifest else None
+    return marker.is_file() and json.loads(marker.read_text()) == recorded
+
+
 def ensure(
     root: Path, figures: Path, work: Path, names: list[str], full: bool = False, run: bool = True,
     force: tuple[str, ...] = (), log=print,
@@ -165,7 +175,7 @@ def ensure(
     to_run = {n for n in order if n in wanted and not statuses[n].fresh}
     for name in reversed(order):
         if name in to_run:
-            to_run.update(n for n in EXPERIMENTS[name].needs if n not in wanted or not statuses[n].fresh)
+            to_run.update(n for n in EXPERIMENTS[name].needs if not (statuses[n].fresh and _left_in(work, n, manifest)))
     for name in order if run else []:
         if name not in to_run:
             continue
@@ -173,11 +183,13 @@ def ensure(
         log(f"book: running experiment {name} ({mode}: {statuses[name].why})")
         start = time.perf_counter()
         work.mkdir(parents=True, exist_ok=True)
+        (work / f".{name}.done").unlink(missing_ok=True)  # a run that fails leaves no claim on its scratch output
         exp.runner(exp.args(full), figures, work)
         seconds = round(time.perf_counter() - start, 1)
         entry = {"key": code_key(root, exp), "args": exp.args(full), "mode": mode, "seconds": seconds,
                  "python": sys.version.split()[0], "outputs": list(exp.outputs)}  # fmt: skip
         manifest = update_manifest(figures, {name: entry})
+        atomic_write_text(work / f".{name}.done", json.dumps([entry["key"], entry["args"]]))  # scratch output complete
         log(f"book: {name} done in {seconds:.0f} s")
         statuses[name] = Status(name, True, "")
     return [statuses[n] for n in order if n in wanted]

@@ -28,6 +28,7 @@ from .source import FENCE, BookError, find_symbol, parse_listing
 
 TABLE = re.compile(r"^> Table: \[`(?P<name>[^`]+)`\]\((?P<link>[^)]+)\)\s*$")
 NUMBER = re.compile(r"\{\{\s*(?P<name>[A-Za-z_]\w*)(?P<path>(?:\.[\w-]+|\[\d+\])+)\s*(?::(?P<spec>[^}]*?))?\s*\}\}")
+DIRECTIVES = ("> Listing:", "> Table:", "> Commands:")
 IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<path>[^)\s]+)\)")
 
 
@@ -118,6 +119,8 @@ def expand(doc: Path, root: Path, figures: Path, numbers: Numbers) -> Chapter:
             fence = m["fence"]
             out.append(line)
             continue
+        if line != line.lstrip() and line.lstrip().startswith(DIRECTIVES):
+            raise BookError(f"{where}: a directive must start its line (an indented one would print as written)")
         if line.startswith("> Listing:"):
             parsed = parse_listing(line)
             if not parsed:

@@ -1,9 +1,11 @@
 """The manual as a static HTML site: one page per chapter, a table of contents, highlighted listings that link to a
-highlighted, line-numbered page of their source file, figures, and MathJax for the formulas.
+highlighted, line-numbered page of their source file, figures, and typeset formulas that need no network.
 
 Markdown is parsed with markdown-it-py (CommonMark plus tables and ``$``-math); headings get GitHub-style ids, so a
 link such as ``02-data-engineering.md#26-minhash`` written for GitHub works unchanged on the site (``.md`` becomes
-``.html``). Code is highlighted with Pygments.
+``.html``). Code is highlighted with Pygments. Formulas are typeset by typst from the PDF's own translation
+(``math_svg``: one compile for the whole site) and embedded as inline SVGs on the text's baseline, with the LaTeX as
+their accessible text and the glyph outlines once per page, so a reader offline sees the same math as the PDF.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import html
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from markdown_it import MarkdownIt
@@ -21,8 +24,8 @@ from pygments.lexers import PythonLexer, TextLexer, get_lexer_by_name
 from pygments.util import ClassNotFound
 
 from ..fileio import atomic_write_text
+from . import math_svg
 
-MATHJAX = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"
 CSS = """
 body { font: 17px/1.55 Georgia, 'Libertinus Serif', serif; margin: 0; color: #222; display: flex; }
 nav { width: 17rem; flex: none; padding: 1rem; font: 14px/1.4 system-ui, sans-serif; background: #f6f6f4;
@@ -44,6 +47,7 @@ thead th { border-bottom: 2px solid #999; }
 blockquote { border-left: 3px solid #ccc; margin: 1rem 0; padding: 0 1rem; color: #444; }
 .figure { display: block; margin: 1.2rem 0; text-align: center; }
 .figure img { max-width: 100%; } .caption { display: block; font-size: 15px; color: #444; margin-top: .3rem; }
+svg.math { overflow: visible; } .math.block, div.math.inline { margin: .8rem 0; text-align: center; overflow-x: auto; }
 .pager { display: flex; justify-content: space-between; margin-top: 3rem; font-family: system-ui, sans-serif; }
 """
 
@@ -67,15 +71,11 @@ def heading_texts(tokens) -> list[tuple[int, str, str]]:
     return out
 
 
-def parser() -> MarkdownIt:
+def parser(math: Callable[[str, dict], str] | None = None) -> MarkdownIt:
+    """The manual's markdown parser; ``math(latex, {"display_mode": bool})`` renders a formula (default: its LaTeX)."""
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
-    md.use(dollarmath_plugin, double_inline=True, renderer=_math)
+    md.use(dollarmath_plugin, double_inline=True, renderer=math or (lambda content, _: html.escape(content)))
     return md
-
-
-def _math(content: str, options: dict) -> str:
-    content = html.escape(content)
-    return f"\\[{content}\\]" if options.get("display_mode") else f"\\({content}\\)"
 
 
 def highlight_code(code: str, lang: str, **options) -> str:
@@ -103,9 +103,7 @@ def _page(title: str, body: str, nav: str, prefix: str = "") -> str:
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<link rel="stylesheet" href="{prefix}style.css">'
-        f'<script>MathJax = {{tex: {{inlineMath: [["\\\\(", "\\\\)"]]}}}};</script>'
-        f'<script async src="{MATHJAX}"></script></head>\n<body>{nav}<main>{body}</main></body></html>\n'
+        f'<link rel="stylesheet" href="{prefix}style.css"></head>\n<body>{nav}<main>{body}</main></body></html>\n'
     )
 
 
@@ -114,8 +112,23 @@ class HtmlSite:
 
     def __init__(self, root: Path, docs: Path, out_dir: Path):
         self.root, self.docs, self.out = root, docs, out_dir
-        self.md = parser()
+        self.md = parser(self._math)
         self.sources: dict[str, str] = {}
+        self.formulas: dict[math_svg.Key, math_svg.Formula] = {}
+        self._glyph_names: dict[tuple[str, str], str] = {}  # site-wide glyph ids (see ``math_svg.render``)
+        self._page_defs: dict[str, str] = {}  # glyph definitions the formulas of the current page use
+
+    def typeset(self, token_streams: list[list]) -> None:
+        """Typeset every formula of these token streams at once (one typst compile), ready for ``render``."""
+        todo = [k for k in math_svg.collect(token_streams) if k not in self.formulas]
+        self.formulas.update(math_svg.render(todo, self._glyph_names))
+
+    def _math(self, latex: str, options: dict) -> str:
+        key = (latex.strip(), bool(options.get("display_mode")))
+        if key not in self.formulas:  # a page rendered without ``typeset`` first: compile its formulas one by one
+            self.formulas.update(math_svg.render([key], self._glyph_names))
+        self._page_defs.update(self.formulas[key].defs)
+        return self.formulas[key].html()
 
     def _href(self, href: str) -> str:
         if "://" in href or href.startswith(("#", "mailto:")):
@@ -139,6 +152,7 @@ class HtmlSite:
     def render(self, tokens, figure_numbers: dict[str, str]) -> str:
         seen: dict[str, int] = {}
         rules = self.md.renderer.rules
+        self._page_defs = {}
         out = []
         for i, tok in enumerate(tokens):
             if tok.type == "heading_open":
@@ -164,7 +178,7 @@ class HtmlSite:
                         )
             out.append(self.md.renderer.render([tok], self.md.options, {}))
         del rules
-        return "".join(out)
+        return "".join(out) + math_svg.defs_svg(self._page_defs)
 
     def _fence(self, tok) -> str:
         info = tok.info.split()
@@ -184,6 +198,7 @@ class HtmlSite:
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "style.css", CSS + HtmlFormatter().get_style_defs(".highlight"))
         toc = [(stem, ch_title, heading_texts(tokens)) for stem, ch_title, tokens, _ in chapters]
+        self.typeset([tokens for _, _, tokens, _ in chapters])
         for k, (stem, ch_title, tokens, numbers) in enumerate(chapters):
             body = self.render(tokens, numbers)
             prev = (

@@ -1,10 +1,12 @@
-"""LaTeX math, as the manual writes it between ``$...$`` and ``$$...$$``, translated into typst math for the PDF.
+"""LaTeX math, as the manual writes it between ``$...$`` and ``$$...$$``, translated into typst math for the PDF and
+the HTML site.
 
-The HTML site leaves the LaTeX to MathJax; typst has its own math syntax (``frac(a, b)``, ``x_(i j)``, ``RR``), so
-the PDF build translates. This covers the subset of LaTeX the chapters use: fractions, roots, binomials, sub- and
-superscripts, Greek letters and common symbols, ``\\text``/``\\mathrm``/``\\mathbb``/``\\mathcal``, ``\\left``/
-``\\right``, spacing commands, and the ``cases`` and ``pmatrix`` environments. An unknown command raises
-``BookError`` rather than printing garbage (https://typst.app/docs/reference/math/ lists typst's side).
+typst has its own math syntax (``frac(a, b)``, ``x_(i j)``, ``RR``), so the book translates; the PDF and the HTML
+site (``math_svg``: SVGs compiled by typst) typeset the same translation. This covers the subset of LaTeX the
+chapters use: fractions, roots, binomials, sub- and superscripts, Greek letters and common symbols, ``\\text``/
+``\\mathrm``/``\\mathbb``/``\\mathcal``, ``\\left``/``\\right``, spacing commands, and the ``cases`` and ``pmatrix``
+environments. An unknown command raises ``BookError`` rather than printing garbage
+(https://typst.app/docs/reference/math/ lists typst's side).
 """
 
 from __future__ import annotations

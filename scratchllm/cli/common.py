@@ -19,6 +19,10 @@ from ..tokenizer import TokenizerError
 from ..train.checkpoint import CheckpointError
 from ..train.trainer import TrainingError
 
+# Every subcommand that reads a corpus takes the same two options (CorpusConfig.source and .path)
+SOURCE_HELP = "corpus reader: stdlib (default), jsonl, files, parquet, warc or hf (section 2.9 of the manual)"
+PATH_HELP = "input for the reader: a file or a directory of them; for hf the dataset name or a builder (json, parquet)"
+
 
 class UsageError(ValueError):
     """A command-line argument is wrong in a way argparse cannot see (e.g. a prompt longer than the context)."""

@@ -14,7 +14,7 @@ from ..data.pipeline import PipelineConfig, run_pipeline
 from ..data.shards import ShardError
 from ..data.tokenize import tokenize_corpus
 from ..tokenizer import Tokenizer
-from .common import add_config_args, load_job, progress
+from .common import PATH_HELP, SOURCE_HELP, add_config_args, load_job, progress
 
 
 @dataclass
@@ -86,8 +86,8 @@ def add_parsers(stages) -> None:
         "On a cluster, run it as an array job with --rank and --world-size (see scratchllm.data.pipeline).",
     )
     add_config_args(p)
-    p.add_argument("--source", help="corpus reader: stdlib (default), jsonl, files, parquet, warc or hf")
-    p.add_argument("--path", help="input path for the reader")
+    p.add_argument("--source", help=SOURCE_HELP)
+    p.add_argument("--path", help=PATH_HELP)
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/data)")
     p.add_argument("--workers", type=int, help="worker processes (default: one per CPU)")
     p.add_argument("--rank", type=int, default=0, help="which of --world-size tasks this is (default 0)")
@@ -97,7 +97,7 @@ def add_parsers(stages) -> None:
     p = stages.add_parser("tokenize", help="encode a corpus into token shards for training (train and val splits)")
     add_config_args(p)
     p.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory (default runs/tokenizer)")
-    p.add_argument("--source", help="corpus reader: stdlib (default) or jsonl")
-    p.add_argument("--path", help="input path for the reader")
+    p.add_argument("--source", help=SOURCE_HELP)
+    p.add_argument("--path", help=PATH_HELP)
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/tokens)")
     p.set_defaults(func=cmd_tokenize)

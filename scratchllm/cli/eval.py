@@ -163,7 +163,7 @@ def _model_args(p, required: bool = True) -> None:
 
 
 def _json_arg(p) -> None:
-    p.add_argument("--json", metavar="FILE", help="also write the full result (per subject, per setting) as JSON")
+    p.add_argument("--json", metavar="FILE", help="also write the full result as JSON (mmlu: per subject and setting)")
 
 
 def add_parsers(stages) -> None:

@@ -10,7 +10,7 @@ from ..config import ConfigError, save_config
 from ..data import CorpusConfig, CorpusError
 from ..tokenizer import Tokenizer
 from ..tokenizer.config import TokenizerConfig
-from .common import add_config_args, load_job, progress, texts
+from .common import PATH_HELP, SOURCE_HELP, add_config_args, load_job, progress, texts
 
 
 @dataclass
@@ -137,8 +137,8 @@ def add_parser(stages) -> None:
     add_config_args(p)
     p.add_argument("--vocab-size", type=int, help="total ids: 256 bytes + merges + special tokens (default 8192)")
     p.add_argument("--pattern", help="split pattern: gpt2, gpt4, o200k, llama3 or a regex (default gpt4)")
-    p.add_argument("--source", help="corpus reader: stdlib (default) or jsonl")
-    p.add_argument("--path", help="input path for the reader (a .jsonl file or directory)")
+    p.add_argument("--source", help=SOURCE_HELP)
+    p.add_argument("--path", help=PATH_HELP)
     p.add_argument("--max-documents", type=int, help="use at most this many documents (0: all)")
     p.add_argument("--workers", type=int, help="processes for counting chunks (0: one per CPU)")
     p.add_argument("--out", help="output directory (default runs/tokenizer)")
@@ -148,8 +148,8 @@ def add_parser(stages) -> None:
     p.add_argument("--tokenizer", required=True, metavar="DIR", help="directory with tokenizer.json")
     add_config_args(p)
     p.add_argument("--split", help="train, val (default) or all")
-    p.add_argument("--source", help="corpus reader: stdlib (default) or jsonl")
-    p.add_argument("--path", help="input path for the reader")
+    p.add_argument("--source", help=SOURCE_HELP)
+    p.add_argument("--path", help=PATH_HELP)
     p.set_defaults(func=cmd_tokenizer_stats)
 
     p = actions.add_parser("encode", help="show how text is cut into tokens")

@@ -114,6 +114,10 @@ def _tmp_repo(tmp_path: Path, chapter: str) -> Path:
         ("> Listing: [`scratchllm/fileio.py` · `nothing_here`](../scratchllm/fileio.py)", "nothing_here"),
         ("The loss was {{ positions.results.rope.no_such_key:.3f }}.", "no_such_key"),
         ("A figure: ![x](figures/missing.png)", "missing.png"),
+        (
+            "  > Listing: [`scratchllm/fileio.py` · `atomic_write_text`](../scratchllm/fileio.py)",  # in a list item
+            "a directive must start its line",
+        ),
     ],
 )
 def test_broken_reference_fails_with_one_line(tmp_path, capsys, line, message):
@@ -213,6 +217,35 @@ def test_concurrent_manifest_updates_keep_every_entry(tmp_path):
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         pool.starmap(_set_entry, [(tmp_path, n) for n in names])
     assert sorted(read_manifest(tmp_path)) == sorted(names)
+
+
+def test_a_needed_experiment_reruns_only_when_its_scratch_output_is_gone(tmp_path, monkeypatch):
+    """`eval_tiny` reads the demo's run directory, not its figures: a fresh demo result is reused only while the
+    work directory still holds the run that made it."""
+    import scratchllm.book.cache as cache
+
+    runs: list[str] = []
+
+    def runner(name):
+        def run(kwargs, out, work):
+            runs.append(name)
+            (out / f"{name}.json").write_text("{}")
+
+        return run
+
+    module = "scratchllm.book.experiments.output"
+    fakes = {"a": Experiment("a", module, ("a.json",), runner("a")),
+             "b": Experiment("b", module, ("b.json",), runner("b"), needs=("a",))}  # fmt: skip
+    monkeypatch.setattr(cache, "EXPERIMENTS", fakes)
+    figures, work = tmp_path / "figures", tmp_path / "work"
+    figures.mkdir()
+    ensure(ROOT, figures, work, ["b"], log=lambda m: None)
+    assert runs == ["a", "b"]
+    ensure(ROOT, figures, work, ["b"], force=("b",), log=lambda m: None)
+    assert runs == ["a", "b", "b"]  # a's result is fresh and its scratch output is still there
+    (work / ".a.done").unlink()  # a new build directory, or a run of a that failed
+    ensure(ROOT, figures, work, ["b"], force=("b",), log=lambda m: None)
+    assert runs == ["a", "b", "b", "a", "b"]
 
 
 def test_demo_experiment_is_keyed_by_the_demo_not_the_whole_cli():

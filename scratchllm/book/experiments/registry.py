@@ -8,7 +8,8 @@ experiment that writes it.
 
 ``demo`` is ``scratchllm demo`` itself, run as a command and keyed by ``scratchllm/cli/demo.py``'s imports, with fewer
 steps in quick mode;
-``eval_tiny`` scores the checkpoint it leaves behind.
+``eval_tiny`` scores the checkpoint it leaves behind and
+``demo_recipe`` retrains on its tokens.
 """
 
 from __future__ import annotations
@@ -110,6 +111,32 @@ def _demo(kwargs: dict, out: Path, work: Path) -> None:
     shutil.copyfile(run_dir / "train" / "loss.png", out / "demo_loss.png")
 
 
+def _benchmark_runner(name: str) -> Callable[[dict, Path, Path], None]:
+    """Runner for ``benchmarks/NAME.py``: run as a script with ``--json figures/bench_NAME.json`` (it also writes the
+    ``.md`` table beside it), plus ``--quick`` in quick mode. The benchmark prints its side-by-side ratios as usual."""
+
+    def runner(kwargs: dict, out: Path, work: Path) -> None:
+        cmd = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--json", str(out / f"bench_{name}.json")]
+        subprocess.run(cmd + (["--quick"] if kwargs.get("quick") else []), check=True, cwd=ROOT)
+
+    return runner
+
+
+def _eval_all(kwargs: dict, out: Path, work: Path) -> None:
+    from . import eval_all
+
+    mmlu = ROOT / SHARED / "mmlu"
+    checkpoint = work / "demo" / "train" / "checkpoints" / "best"
+    shared = {"mmlu": mmlu, "mmlu_label": f"{SHARED}/mmlu"} if mmlu.is_dir() else {}
+    eval_all.write(eval_all.run(checkpoint, **shared, **kwargs), out)
+
+
+def _demo_recipe(kwargs: dict, out: Path, work: Path) -> None:
+    from . import demo_recipe
+
+    demo_recipe.write(demo_recipe.run(work / "demo", **kwargs), out)
+
+
 def _eval_tiny(kwargs: dict, out: Path, work: Path) -> None:
     from . import eval_tiny
 
@@ -120,6 +147,8 @@ def _eval_tiny(kwargs: dict, out: Path, work: Path) -> None:
 
 
 _PKG = "scratchllm.book.experiments"
+# The side-by-side benchmarks of benchmarks/ whose numbers the manual quotes (each takes --json PATH and --quick)
+BENCHMARKS = ("tokenizer", "dedup", "pipeline", "eval", "lora", "serve", "generate", "bubble", "parallel", "train")
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in [
@@ -159,9 +188,25 @@ EXPERIMENTS: dict[str, Experiment] = {
             "decontam_overlap", f"{_PKG}.decontam_overlap", ("decontam_overlap.json", "decontam_overlap.md"),
             _decontam, quick={"shared": SHARED}, full={"shared": SHARED},
         ),
+        *(
+            Experiment(
+                f"bench_{name}", f"benchmarks.{name}", (f"bench_{name}.json", f"bench_{name}.md"),
+                _benchmark_runner(name), quick={"quick": True}, full={"quick": False},
+            )
+            for name in BENCHMARKS
+        ),
         Experiment(
             "demo", "scratchllm.cli.demo", ("demo.json", "demo_loss.png"), _demo,
             quick={"steps": 60, "compile": False, "sft_steps": 10}, full={"steps": 1000, "compile": True},
+        ),
+        Experiment(
+            "eval_all", f"{_PKG}.eval_all", ("eval_all.json", "eval_all.md"), _eval_all,
+            quick={"limit": 5, "max_documents": 5}, full={}, needs=("demo",),
+        ),
+        Experiment(
+            "demo_recipe", f"{_PKG}.demo_recipe", ("demo_recipe.json", "demo_recipe.md", "demo_recipe.png"),
+            _demo_recipe, quick={"steps": 100, "timing_steps": 4, "window": 20, "compile": False},
+            full={}, needs=("demo",),
         ),
         Experiment(
             "eval_tiny", f"{_PKG}.eval_tiny", ("eval_tiny.json", "eval_tiny.md", "eval_tiny.png"), _eval_tiny,
